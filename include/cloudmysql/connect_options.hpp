@@ -1,0 +1,109 @@
+// How to reach a server: address, credentials, TLS, timeouts and session set-up.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cloudmysql {
+
+/// How the connection is protected.
+enum class tls_mode {
+    disabled,        ///< plaintext; only for a trusted local network or a unix socket
+    preferred,       ///< TLS when the server offers it, no verification, plaintext otherwise
+    required,        ///< TLS or fail; the certificate is not verified (unless ssl_ca is set)
+    verify_ca,       ///< TLS, certificate chain checked; host name not (Cloud SQL certificates)
+    verify_identity, ///< TLS, chain and host name checked (Azure, any public name)
+};
+
+/// "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA" or "VERIFY_IDENTITY" (the URL spelling).
+std::string_view to_string(tls_mode mode) noexcept;
+
+/// Supplies the password for each new connection. Called once per connect attempt, on the
+/// connecting thread; cloud access tokens (Azure Entra, Cloud SQL IAM) expire, so fetch a
+/// fresh or cached-and-valid one here. An exception it throws fails the connect with
+/// client_errc::credential_provider_failed, carrying its message.
+using credential_provider = std::function<std::string()>;
+
+/// Everything needed to open a connection. Build it in code or with from_url().
+///
+/// Printing it (fmt, std::ostream, to_url()) always masks the password.
+struct connect_options {
+    /// The default port of MySQL and MariaDB.
+    static constexpr std::uint16_t default_port = 3306;
+
+    std::string host; ///< name, IPv4 or IPv6 address; empty with unix_socket
+    std::uint16_t port = default_port;
+    std::string unix_socket; ///< path of a unix socket; when set, host/port are unused
+    std::string user;
+    std::string password; ///< ignored when credentials is set
+    std::string database; ///< default schema; empty for none
+
+    /// TLS mode; when unset, effective_tls_mode() picks verify_identity for remote hosts and
+    /// preferred for loopback addresses and unix sockets.
+    std::optional<cloudmysql::tls_mode> tls_mode;
+    /// PEM file of trusted roots (may hold several). Empty: the system's trust store.
+    std::string ssl_ca;
+
+    /// Time allowed to open the TCP connection and finish the handshake. 1 s to 1 h.
+    std::chrono::seconds connect_timeout{3};
+    /// Time a single read may wait for the server; 0 means no limit. At most 1 h.
+    std::chrono::seconds read_timeout{0};
+    /// Time a single write may wait for the server; 0 means no limit. At most 1 h.
+    std::chrono::seconds write_timeout{0};
+
+    /// Statements run after every connect and every reset (e.g. "SET time_zone = '+00:00'").
+    std::vector<std::string> init_statements;
+
+    /// Supplies the password per connection (tokens that expire); overrides `password`.
+    credential_provider credentials;
+
+    /// The TLS mode this connection will use: tls_mode when set, else the default rule.
+    cloudmysql::tls_mode effective_tls_mode() const noexcept;
+
+    /// True when host is a loopback address (127.0.0.0/8, ::1, "localhost") or a socket is used.
+    bool is_local() const noexcept;
+
+    /// Checks the values against their limits; throws std::invalid_argument naming the option.
+    void validate() const;
+
+    /// Parses `mysql://` or `mariadb://` URLs:
+    ///   mysql://USER[:PASSWORD]@HOST[:PORT][/DATABASE][?PARAM=VALUE&...]
+    ///   mysql://USER@/DATABASE?socket=/cloudsql/PROJECT:REGION:INSTANCE
+    /// USER, PASSWORD and DATABASE are percent-decoded; an IPv6 host goes in brackets
+    /// ([::1]:3306). Parameters: ssl-mode (DISABLED, PREFERRED, REQUIRED, VERIFY_CA,
+    /// VERIFY_IDENTITY), ssl-ca, connect-timeout, read-timeout, write-timeout (seconds), socket.
+    /// Throws std::invalid_argument naming the part that is wrong; the message never contains
+    /// the password.
+    static connect_options from_url(std::string_view url);
+
+    /// Reads a URL from the environment variable `name`. Returns nullopt when it is unset or
+    /// empty; throws std::invalid_argument (naming the variable) when it does not parse.
+    static std::optional<connect_options> from_env(const char* name = "CLOUDMYSQL_URL");
+
+    /// The options as a URL with the password replaced by "****" (safe to log).
+    std::string to_url() const;
+
+    /// "user@host:port/db" or "user@unix:/path/db": a short label for messages.
+    std::string describe() const;
+};
+
+std::ostream& operator<<(std::ostream& os, const connect_options& opts);
+
+} // namespace cloudmysql
+
+/// Formats as to_url(): the password is always masked.
+template <>
+struct fmt::formatter<cloudmysql::connect_options> : fmt::formatter<std::string_view> {
+    auto format(const cloudmysql::connect_options& opts, fmt::format_context& ctx) const
+        -> decltype(ctx.out()) {
+        return fmt::formatter<std::string_view>::format(opts.to_url(), ctx);
+    }
+};

@@ -1,0 +1,97 @@
+// One session with a MySQL or MariaDB server, over MariaDB Connector/C.
+#pragma once
+
+#include <cloudmysql/connect_options.hpp>
+#include <cloudmysql/database_error.hpp>
+#include <cloudmysql/param.hpp>
+#include <cloudmysql/result.hpp>
+#include <cloudmysql/statement.hpp>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace cloudmysql {
+
+/// Which server software answers.
+enum class server_flavor { mariadb, mysql };
+
+/// A connection: owns one libmariadb handle and closes it on destruction.
+///
+/// Every operation that talks to the server has two forms: one that throws database_error and
+/// one that takes `error_code&` and `diagnostics&` and never throws for database errors.
+/// Move-only. Not thread-safe: use one connection from one thread at a time (a pool hands
+/// connections to threads). Never reconnects by itself: after a connection_lost error, close
+/// it and open a new one (the pool does this).
+class connection {
+public:
+    /// A closed connection; connect() opens it.
+    connection() noexcept;
+    /// Connects at once; throws database_error on failure.
+    explicit connection(const connect_options& opts);
+    connection(connection&&) noexcept;
+    connection& operator=(connection&&) noexcept;
+    ~connection();
+
+    /// Opens the session: TCP or unix socket, TLS as opts.effective_tls_mode() says, login,
+    /// then the init statements. Fails if TLS was required but the session is not encrypted.
+    /// An open connection is closed first.
+    void connect(const connect_options& opts);
+    void connect(const connect_options& opts, error_code& ec, diagnostics& diag);
+
+    bool is_open() const noexcept;
+    /// Closes the session (COM_QUIT) and frees the handle. Idempotent.
+    void close() noexcept;
+
+    /// Runs one SQL statement through the text protocol and buffers its result. No parameters:
+    /// for values, use execute(sql, params...) or prepare().
+    result query(std::string_view sql);
+    result query(std::string_view sql, error_code& ec, diagnostics& diag);
+
+    /// Prepares, binds the parameters (one per '?'), executes and closes: every value travels
+    /// apart from the SQL text.
+    template <class... Params>
+    result execute(std::string_view sql, const Params&... params) {
+        const std::array<param, sizeof...(Params)> bound{param(params)...};
+        return execute_span(sql, bound);
+    }
+    result execute_span(std::string_view sql, std::span<const param> params);
+    result execute_span(std::string_view sql, std::span<const param> params, error_code& ec,
+                        diagnostics& diag);
+
+    /// Prepares a statement for repeated execution.
+    statement prepare(std::string_view sql);
+    statement prepare(std::string_view sql, error_code& ec, diagnostics& diag);
+
+    /// A round trip to the server (COM_PING). Fails when the session is gone.
+    void ping();
+    void ping(error_code& ec, diagnostics& diag);
+
+    /// Returns the session to a fresh state (COM_RESET_CONNECTION: rolls back, drops temporary
+    /// tables, user variables and prepared statements, restores session variables) and runs
+    /// the init statements again.
+    void reset();
+    void reset(error_code& ec, diagnostics& diag);
+
+    /// The server's version string, e.g. "10.11.6-MariaDB-0+deb12u1". Empty when closed.
+    std::string server_version() const;
+    server_flavor flavor() const noexcept;
+    /// The server's id for this session (what SHOW PROCESSLIST and KILL use).
+    std::uint64_t connection_id() const noexcept;
+    /// The TLS protocol ("TLSv1.3") and cipher of the session; empty when not encrypted.
+    std::string tls_version() const;
+    std::string tls_cipher() const;
+    /// The options this connection was opened with (password included: do not print as is;
+    /// its formatter masks it).
+    const connect_options& options() const noexcept;
+
+    struct impl;
+
+private:
+    std::unique_ptr<impl> impl_;
+};
+
+} // namespace cloudmysql

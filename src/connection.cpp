@@ -1,0 +1,568 @@
+// connection and transaction over libmariadb.
+#include "mysql_glue.hpp"
+
+#include <cloudmysql/connection.hpp>
+#include <cloudmysql/transaction.hpp>
+
+#include <fmt/format.h>
+
+#include <errmsg.h>
+#include <mysqld_error.h>
+
+#include <charconv>
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+
+namespace cloudmysql {
+namespace detail {
+
+std::string excerpt(std::string_view sql) {
+    constexpr std::size_t max_length = 60;
+    std::string out;
+    for (char c : sql) {
+        if (out.size() >= max_length) {
+            out += "...";
+            break;
+        }
+        const bool space = c == '\n' || c == '\r' || c == '\t' || c == ' ';
+        if (space && (out.empty() || out.back() == ' '))
+            continue;
+        out += space ? ' ' : c;
+    }
+    while (!out.empty() && out.back() == ' ')
+        out.pop_back();
+    return out;
+}
+
+std::string_view hint_for(error_class cls) noexcept {
+    switch (cls) {
+    case error_class::connection_lost:
+        return "the session is gone: open a new connection (a pool does this for you)";
+    case error_class::read_only:
+        return "the server is read-only, as after a failover: reconnect to reach the new "
+               "primary";
+    case error_class::server_full:
+        return "the server is at its connection limit: close idle connections, shrink pools "
+               "or raise max_connections";
+    case error_class::auth:
+        return "check the user name and password (or the credential provider)";
+    case error_class::unreachable:
+        return "check the host and port, that the server is running and that no firewall "
+               "blocks the way";
+    case error_class::timeout:
+        return "the server did not answer in time: check the network path, or raise the "
+               "timeout";
+    default:
+        return {};
+    }
+}
+
+namespace {
+
+void set_error(unsigned int number, const char* message, const char* sqlstate,
+               std::string_view context, error_code& ec, diagnostics& diag) {
+    ec = make_mysql_error_code(number);
+    const error_class cls = classify(ec);
+    const std::string_view hint = hint_for(cls);
+    const bool from_server = !is_client_errno(static_cast<int>(number));
+    std::string ours = std::string(context);
+    if (!from_server) // libmariadb's own words are ours to repeat
+        fmt::format_to(std::back_inserter(ours), ": {}", message);
+    if (!hint.empty())
+        fmt::format_to(std::back_inserter(ours), "; {}", hint);
+    diag = diagnostics(std::move(ours), from_server ? std::string(message) : std::string(),
+                       sqlstate ? std::string(sqlstate) : std::string(), cls);
+}
+
+} // namespace
+
+void set_error_from(MYSQL* mysql, std::string_view context, error_code& ec, diagnostics& diag) {
+    set_error(mysql_errno(mysql), mysql_error(mysql), mysql_sqlstate(mysql), context, ec, diag);
+}
+
+void set_error_from(MYSQL_STMT* stmt, std::string_view context, error_code& ec, diagnostics& diag) {
+    set_error(mysql_stmt_errno(stmt), mysql_stmt_error(stmt), mysql_stmt_sqlstate(stmt), context,
+              ec, diag);
+}
+
+void set_client_error(client_errc code, std::string message, error_code& ec, diagnostics& diag) {
+    ec = code;
+    diag = diagnostics(std::move(message), {}, {}, classify(ec));
+}
+
+} // namespace detail
+
+namespace {
+
+using detail::set_client_error;
+using detail::set_error_from;
+
+void ensure_library_initialised() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        if (mysql_library_init(0, nullptr, nullptr) != 0)
+            throw std::runtime_error("cloudmysql: libmariadb failed to initialise");
+    });
+}
+
+template <class T>
+void set_option(MYSQL* mysql, mysql_option option, const T& value) {
+    if (mysql_optionsv(mysql, option, &value) != 0)
+        throw std::runtime_error(
+            fmt::format("cloudmysql: libmariadb rejected option {}", static_cast<int>(option)));
+}
+
+void set_string_option(MYSQL* mysql, mysql_option option, const std::string& value) {
+    if (mysql_optionsv(mysql, option, value.c_str()) != 0)
+        throw std::runtime_error(
+            fmt::format("cloudmysql: libmariadb rejected option {}", static_cast<int>(option)));
+}
+
+// Where the system keeps its trusted roots (Debian's ca-certificates). Used for the verify
+// modes when no ssl-ca is given, so that libmariadb checks the chain against them.
+constexpr const char* system_ca_path = "/etc/ssl/certs";
+
+void apply_tls(MYSQL* mysql, const connect_options& opts) {
+    const tls_mode mode = opts.effective_tls_mode();
+    if (mode == tls_mode::disabled)
+        return;
+    // ENFORCE asks for TLS; libmariadb 3.3 still falls back to plaintext when the server does
+    // not offer it, which is exactly "preferred". Stronger modes check the cipher afterwards.
+    set_option(mysql, MYSQL_OPT_SSL_ENFORCE, my_bool{1});
+    if (mode == tls_mode::preferred)
+        return;
+    // With a CA set, libmariadb verifies the chain (SSL_VERIFY_PEER): verify_ca's behaviour.
+    if (!opts.ssl_ca.empty())
+        set_string_option(mysql, MYSQL_OPT_SSL_CA, opts.ssl_ca);
+    else if (mode != tls_mode::required)
+        set_string_option(mysql, MYSQL_OPT_SSL_CAPATH, system_ca_path);
+    if (mode == tls_mode::verify_identity)
+        set_option(mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, my_bool{1});
+}
+
+void apply_options(MYSQL* mysql, const connect_options& opts) {
+    const unsigned protocol = opts.unix_socket.empty() ? MYSQL_PROTOCOL_TCP : MYSQL_PROTOCOL_SOCKET;
+    set_option(mysql, MYSQL_OPT_PROTOCOL, protocol);
+    set_option(mysql, MYSQL_OPT_CONNECT_TIMEOUT,
+               static_cast<unsigned>(opts.connect_timeout.count()));
+    if (opts.read_timeout.count() > 0)
+        set_option(mysql, MYSQL_OPT_READ_TIMEOUT, static_cast<unsigned>(opts.read_timeout.count()));
+    if (opts.write_timeout.count() > 0)
+        set_option(mysql, MYSQL_OPT_WRITE_TIMEOUT,
+                   static_cast<unsigned>(opts.write_timeout.count()));
+    set_string_option(mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    set_option(mysql, MYSQL_OPT_LOCAL_INFILE, 0U);      // the server must not read our files
+    set_option(mysql, MYSQL_OPT_RECONNECT, my_bool{0}); // a silent reconnect loses the session
+    set_option(mysql, MYSQL_REPORT_DATA_TRUNCATION, my_bool{1});
+    apply_tls(mysql, opts);
+}
+
+// Why a connect attempt failed, told for the TLS cases that libmariadb words tersely.
+std::string_view tls_hint(std::string_view message, const connect_options& opts) {
+    if (message.find("Validation of SSL server certificate failed") != std::string_view::npos)
+        return opts.unix_socket.empty() && !opts.host.empty()
+                   ? "the server's certificate does not name the host you connected to: "
+                     "connect with a name the certificate lists, or use ssl-mode=VERIFY_CA "
+                     "when the certificate names no host (Cloud SQL)"
+                   : "the server's certificate could not be matched to a host name: use "
+                     "ssl-mode=VERIFY_CA";
+    if (message.find("certificate") != std::string_view::npos)
+        return "the server's certificate does not chain to a trusted root: set ssl-ca to the "
+               "file of the CA that signed it";
+    if (message.find("support") != std::string_view::npos)
+        return "the server does not offer TLS: enable TLS on the server";
+    return "the TLS handshake failed: check ssl-mode and ssl-ca";
+}
+
+// A connect error, refined by what we know of the attempt: a TLS error at this stage is a
+// handshake problem (not a lost session), a refused login may be a TLS requirement, and an
+// attempt that took the whole connect_timeout timed out.
+void set_connect_error(MYSQL* mysql, const connect_options& opts,
+                       std::chrono::steady_clock::duration elapsed, error_code& ec,
+                       diagnostics& diag) {
+    const std::string context = fmt::format("cannot connect to {} (ssl-mode={})", opts.describe(),
+                                            to_string(opts.effective_tls_mode()));
+    set_error_from(mysql, context, ec, diag);
+    const unsigned number = mysql_errno(mysql);
+    const std::string_view message = mysql_error(mysql);
+    const bool took_whole_timeout = elapsed >= opts.connect_timeout * 9 / 10;
+
+    std::string refined;
+    error_class cls = diag.error_class();
+    if (number == CR_SSL_CONNECTION_ERROR) {
+        cls = error_class::tls;
+        refined = fmt::format("{}: {}; {}", context, message, tls_hint(message, opts));
+    } else if (number == ER_ACCESS_DENIED_ERROR &&
+               opts.effective_tls_mode() == tls_mode::disabled) {
+        refined = diag.client_message() +
+                  "; a server with require_secure_transport=ON refuses connections without "
+                  "TLS: use ssl-mode=REQUIRED or stronger";
+    } else if ((number == CR_CONNECTION_ERROR || number == CR_CONN_HOST_ERROR ||
+                number == CR_SERVER_LOST || number == CR_SERVER_GONE_ERROR) &&
+               took_whole_timeout) {
+        cls = error_class::timeout;
+        refined = fmt::format("{}: {}; no answer within connect-timeout={}s: check that the "
+                              "host and port are right and that the network path is open",
+                              context, message, opts.connect_timeout.count());
+    } else if (number == CR_SERVER_LOST || number == CR_SERVER_GONE_ERROR) {
+        cls = error_class::unreachable;
+        refined = fmt::format("{}: {}; the server closed the connection during the handshake: "
+                              "check that this port serves MySQL and that the server is "
+                              "healthy",
+                              context, message);
+    }
+    if (!refined.empty())
+        diag = diagnostics(std::move(refined), diag.server_message(), diag.sqlstate(), cls);
+}
+
+bool run_statement(MYSQL* mysql, std::string_view sql, std::string_view what, error_code& ec,
+                   diagnostics& diag) {
+    if (mysql_real_query(mysql, sql.data(), sql.size()) != 0) {
+        set_error_from(mysql, fmt::format("{} '{}' failed", what, detail::excerpt(sql)), ec, diag);
+        return false;
+    }
+    // Discard whatever it returned, so that the session is ready for the next command.
+    do {
+        if (MYSQL_RES* res = mysql_store_result(mysql))
+            mysql_free_result(res);
+        else if (mysql_field_count(mysql) != 0) {
+            set_error_from(mysql, fmt::format("{} '{}' failed", what, detail::excerpt(sql)), ec,
+                           diag);
+            return false;
+        }
+    } while (mysql_next_result(mysql) == 0);
+    if (mysql_errno(mysql) != 0) {
+        set_error_from(mysql, fmt::format("{} '{}' failed", what, detail::excerpt(sql)), ec, diag);
+        return false;
+    }
+    return true;
+}
+
+bool run_init_statements(MYSQL* mysql, const connect_options& opts, error_code& ec,
+                         diagnostics& diag) {
+    for (const auto& sql : opts.init_statements)
+        if (!run_statement(mysql, sql, "init statement", ec, diag))
+            return false;
+    return true;
+}
+
+bool check_open(const connection::impl* impl, std::string_view what, error_code& ec,
+                diagnostics& diag) {
+    if (impl != nullptr && impl->mysql != nullptr)
+        return true;
+    set_client_error(client_errc::not_connected,
+                     fmt::format("{}: the connection is not open: call connect() first", what), ec,
+                     diag);
+    return false;
+}
+
+result buffer_text_result(MYSQL* mysql, MYSQL_RES* res) {
+    const unsigned count = mysql_num_fields(res);
+    auto columns = detail::columns_of(mysql_fetch_fields(res), count);
+    std::vector<row> rows;
+    rows.reserve(static_cast<std::size_t>(mysql_num_rows(res)));
+    MYSQL_FIELD* fields = mysql_fetch_fields(res);
+    while (MYSQL_ROW r = mysql_fetch_row(res)) {
+        const unsigned long* lengths = mysql_fetch_lengths(res);
+        std::vector<value> values;
+        values.reserve(count);
+        for (unsigned i = 0; i < count; ++i)
+            values.push_back(r[i] == nullptr ? value{}
+                                             : detail::from_text(r[i], lengths[i], fields[i]));
+        rows.emplace_back(std::move(values), columns);
+    }
+    return result(std::move(columns), std::move(rows), mysql_num_rows(res), mysql_insert_id(mysql),
+                  mysql_warning_count(mysql));
+}
+
+} // namespace
+
+connection::connection() noexcept = default;
+connection::connection(const connect_options& opts) {
+    connect(opts);
+}
+connection::connection(connection&&) noexcept = default;
+connection& connection::operator=(connection&&) noexcept = default;
+connection::~connection() = default;
+
+void connection::connect(const connect_options& opts) {
+    error_code ec;
+    diagnostics diag;
+    connect(opts, ec, diag);
+    throw_on_error(ec, diag);
+}
+
+void connection::connect(const connect_options& opts, error_code& ec, diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    opts.validate(); // bad options are a programming error: std::invalid_argument
+    close();
+    ensure_library_initialised();
+
+    auto next = std::make_unique<impl>();
+    next->options = opts;
+    next->mysql = mysql_init(nullptr);
+    if (next->mysql == nullptr)
+        throw std::bad_alloc();
+    MYSQL* mysql = next->mysql;
+    apply_options(mysql, opts);
+
+    std::string password = opts.password;
+    if (opts.credentials) {
+        try {
+            password = opts.credentials();
+        } catch (const std::exception& e) {
+            set_client_error(client_errc::credential_provider_failed,
+                             fmt::format("cannot connect to {}: the credential provider failed: "
+                                         "{}",
+                                         opts.describe(), e.what()),
+                             ec, diag);
+            return;
+        }
+    }
+
+    const auto started = std::chrono::steady_clock::now();
+    const bool connected =
+        mysql_real_connect(
+            mysql, opts.unix_socket.empty() ? opts.host.c_str() : nullptr, opts.user.c_str(),
+            password.c_str(), opts.database.empty() ? nullptr : opts.database.c_str(), opts.port,
+            opts.unix_socket.empty() ? nullptr : opts.unix_socket.c_str(), 0) != nullptr;
+    if (!connected) {
+        set_connect_error(mysql, opts, std::chrono::steady_clock::now() - started, ec, diag);
+        return;
+    }
+
+    const tls_mode mode = opts.effective_tls_mode();
+    if (mode >= tls_mode::required && mysql_get_ssl_cipher(mysql) == nullptr) {
+        set_client_error(client_errc::tls_not_negotiated,
+                         fmt::format("connected to {} but the session is not encrypted although "
+                                     "ssl-mode={}; the connection was closed before any query: "
+                                     "enable TLS on the server",
+                                     opts.describe(), to_string(mode)),
+                         ec, diag);
+        return;
+    }
+    if (!run_init_statements(mysql, opts, ec, diag))
+        return;
+    impl_ = std::move(next);
+}
+
+bool connection::is_open() const noexcept {
+    return impl_ && impl_->mysql != nullptr;
+}
+
+void connection::close() noexcept {
+    impl_.reset();
+}
+
+result connection::query(std::string_view sql) {
+    error_code ec;
+    diagnostics diag;
+    auto r = query(sql, ec, diag);
+    throw_on_error(ec, diag);
+    return r;
+}
+
+result connection::query(std::string_view sql, error_code& ec, diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    if (!check_open(impl_.get(), "query", ec, diag))
+        return {};
+    MYSQL* mysql = impl_->mysql;
+    const auto context = [&] { return fmt::format("query '{}' failed", detail::excerpt(sql)); };
+    if (mysql_real_query(mysql, sql.data(), sql.size()) != 0) {
+        set_error_from(mysql, context(), ec, diag);
+        return {};
+    }
+    result first;
+    bool have_first = false;
+    do {
+        MYSQL_RES* res = mysql_store_result(mysql);
+        if (res == nullptr && mysql_field_count(mysql) != 0) {
+            set_error_from(mysql, context(), ec, diag);
+            return {};
+        }
+        if (!have_first) {
+            first = res ? buffer_text_result(mysql, res)
+                        : result(nullptr, {}, mysql_affected_rows(mysql), mysql_insert_id(mysql),
+                                 mysql_warning_count(mysql));
+            have_first = true;
+        }
+        if (res != nullptr)
+            mysql_free_result(res);
+    } while (mysql_next_result(mysql) == 0);
+    if (mysql_errno(mysql) != 0) {
+        set_error_from(mysql, context(), ec, diag);
+        return {};
+    }
+    return first;
+}
+
+result connection::execute_span(std::string_view sql, std::span<const param> params) {
+    error_code ec;
+    diagnostics diag;
+    auto r = execute_span(sql, params, ec, diag);
+    throw_on_error(ec, diag);
+    return r;
+}
+
+result connection::execute_span(std::string_view sql, std::span<const param> params, error_code& ec,
+                                diagnostics& diag) {
+    statement stmt = prepare(sql, ec, diag);
+    if (ec)
+        return {};
+    return stmt.execute_span(params, ec, diag);
+}
+
+statement connection::prepare(std::string_view sql) {
+    error_code ec;
+    diagnostics diag;
+    auto s = prepare(sql, ec, diag);
+    throw_on_error(ec, diag);
+    return s;
+}
+
+statement connection::prepare(std::string_view sql, error_code& ec, diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    if (!check_open(impl_.get(), "prepare", ec, diag))
+        return {};
+    auto p = std::make_unique<statement::impl>();
+    p->sql_excerpt = detail::excerpt(sql);
+    p->stmt = mysql_stmt_init(impl_->mysql);
+    if (p->stmt == nullptr) {
+        set_error_from(impl_->mysql, "prepare failed", ec, diag);
+        return {};
+    }
+    if (mysql_stmt_prepare(p->stmt, sql.data(), sql.size()) != 0) {
+        set_error_from(p->stmt, fmt::format("prepare '{}' failed", p->sql_excerpt), ec, diag);
+        return {};
+    }
+    return statement(std::move(p));
+}
+
+void connection::ping() {
+    error_code ec;
+    diagnostics diag;
+    ping(ec, diag);
+    throw_on_error(ec, diag);
+}
+
+void connection::ping(error_code& ec, diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    if (!check_open(impl_.get(), "ping", ec, diag))
+        return;
+    if (mysql_ping(impl_->mysql) != 0)
+        set_error_from(impl_->mysql, "ping failed", ec, diag);
+}
+
+void connection::reset() {
+    error_code ec;
+    diagnostics diag;
+    reset(ec, diag);
+    throw_on_error(ec, diag);
+}
+
+void connection::reset(error_code& ec, diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    if (!check_open(impl_.get(), "reset", ec, diag))
+        return;
+    if (mysql_reset_connection(impl_->mysql) != 0) {
+        set_error_from(impl_->mysql, "reset failed", ec, diag);
+        return;
+    }
+    run_init_statements(impl_->mysql, impl_->options, ec, diag);
+}
+
+std::string connection::server_version() const {
+    if (!is_open())
+        return {};
+    const char* v = mysql_get_server_info(impl_->mysql);
+    return v ? v : "";
+}
+
+server_flavor connection::flavor() const noexcept {
+    if (!is_open())
+        return server_flavor::mysql;
+    const char* v = mysql_get_server_info(impl_->mysql);
+    return v != nullptr && std::string_view(v).find("MariaDB") != std::string_view::npos
+               ? server_flavor::mariadb
+               : server_flavor::mysql;
+}
+
+std::uint64_t connection::connection_id() const noexcept {
+    return is_open() ? mysql_thread_id(impl_->mysql) : 0;
+}
+
+std::string connection::tls_version() const {
+    if (!is_open() || mysql_get_ssl_cipher(impl_->mysql) == nullptr)
+        return {};
+    const char* version = nullptr;
+    if (mariadb_get_infov(impl_->mysql, MARIADB_CONNECTION_TLS_VERSION, &version) != 0 ||
+        version == nullptr)
+        return {};
+    return version;
+}
+
+std::string connection::tls_cipher() const {
+    if (!is_open())
+        return {};
+    const char* cipher = mysql_get_ssl_cipher(impl_->mysql);
+    return cipher ? cipher : "";
+}
+
+const connect_options& connection::options() const noexcept {
+    static const connect_options none;
+    return impl_ ? impl_->options : none;
+}
+
+// ---- transaction -------------------------------------------------------------------------
+
+transaction::transaction(connection& conn) : conn_(conn) {
+    conn_.query("START TRANSACTION");
+    active_ = true;
+}
+
+transaction::transaction(connection& conn, error_code& ec, diagnostics& diag) : conn_(conn) {
+    conn_.query("START TRANSACTION", ec, diag);
+    active_ = !ec;
+}
+
+transaction::~transaction() {
+    if (!active_)
+        return;
+    error_code ec;
+    diagnostics diag;
+    conn_.query("ROLLBACK", ec, diag); // a lost session rolls back on the server anyway
+}
+
+void transaction::commit() {
+    error_code ec;
+    diagnostics diag;
+    commit(ec, diag);
+    throw_on_error(ec, diag);
+}
+
+void transaction::commit(error_code& ec, diagnostics& diag) {
+    conn_.query("COMMIT", ec, diag);
+    if (!ec)
+        active_ = false;
+}
+
+void transaction::rollback() {
+    error_code ec;
+    diagnostics diag;
+    rollback(ec, diag);
+    throw_on_error(ec, diag);
+}
+
+void transaction::rollback(error_code& ec, diagnostics& diag) {
+    conn_.query("ROLLBACK", ec, diag);
+    active_ = false;
+}
+
+} // namespace cloudmysql

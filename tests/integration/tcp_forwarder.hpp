@@ -1,0 +1,104 @@
+// A loopback TCP forwarder the tests control: it forwards to a server, or accepts and never
+// answers (a dead path). Runs its own thread; stops on destruction.
+#pragma once
+
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio.hpp>
+
+#include <array>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace cloudmysql::test {
+
+class tcp_forwarder {
+public:
+    enum class mode {
+        forward,   ///< relay bytes both ways to the target
+        blackhole, ///< accept connections, read nothing, send nothing
+    };
+
+    tcp_forwarder(const std::string& listen_address, std::string target_host,
+                  std::uint16_t target_port, mode m)
+            : acceptor_(io_, {boost::asio::ip::make_address(listen_address), 0}),
+              target_host_(std::move(target_host)), target_port_(target_port), mode_(m) {
+        accept();
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    tcp_forwarder(const tcp_forwarder&) = delete;
+    tcp_forwarder& operator=(const tcp_forwarder&) = delete;
+    ~tcp_forwarder() {
+        io_.stop();
+        thread_.join();
+    }
+
+    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+private:
+    using tcp = boost::asio::ip::tcp;
+
+    struct session : std::enable_shared_from_this<session> {
+        explicit session(tcp::socket s) : client(std::move(s)), server(client.get_executor()) {}
+        tcp::socket client;
+        tcp::socket server;
+        std::array<char, 16384> up{};
+        std::array<char, 16384> down{};
+
+        void start(const tcp::endpoint& target) {
+            server.async_connect(target, [self = shared_from_this()](auto ec) {
+                if (ec)
+                    return self->stop();
+                pump(self, self->client, self->server, self->up);
+                pump(self, self->server, self->client, self->down);
+            });
+        }
+        static void pump(const std::shared_ptr<session>& self, tcp::socket& from, tcp::socket& to,
+                         std::array<char, 16384>& buffer) {
+            from.async_read_some(
+                boost::asio::buffer(buffer), [self, &from, &to, &buffer](auto ec, std::size_t n) {
+                    if (ec)
+                        return self->stop();
+                    boost::asio::async_write(to, boost::asio::buffer(buffer.data(), n),
+                                             [self, &from, &to, &buffer](auto wec, std::size_t) {
+                                                 if (wec)
+                                                     return self->stop();
+                                                 pump(self, from, to, buffer);
+                                             });
+                });
+        }
+        void stop() {
+            boost::system::error_code ignored;
+            client.close(ignored);
+            server.close(ignored);
+        }
+    };
+
+    void accept() {
+        acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+            if (ec)
+                return;
+            if (mode_ == mode::blackhole) {
+                held_.push_back(std::move(socket));
+            } else {
+                auto s = std::make_shared<session>(std::move(socket));
+                s->start({boost::asio::ip::make_address(target_host_), target_port_});
+            }
+            accept();
+        });
+    }
+
+    boost::asio::io_context io_;
+    tcp::acceptor acceptor_;
+    std::string target_host_;
+    std::uint16_t target_port_;
+    mode mode_;
+    std::list<tcp::socket> held_;
+    std::thread thread_;
+};
+
+} // namespace cloudmysql::test

@@ -1,0 +1,243 @@
+// Queries, prepared statements, typed values, transactions and reset against a real MariaDB.
+#include "test_server.hpp"
+
+#include <cloudmysql/connection.hpp>
+#include <cloudmysql/transaction.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+
+using namespace cloudmysql;
+using namespace std::chrono_literals;
+using cloudmysql::test::scratch_database;
+
+namespace {
+
+bool contains(const std::string& text, std::string_view part) {
+    return text.find(part) != std::string::npos;
+}
+
+std::int64_t count_rows(connection& conn, std::string_view table) {
+    return conn.query(fmt::format("SELECT COUNT(*) FROM {}", table))[0].get<std::int64_t>(0);
+}
+
+} // namespace
+
+TEST_CASE("a syntax error carries the server's errno, SQLSTATE and message apart from ours") {
+    connection conn(test::server_options());
+    error_code ec;
+    diagnostics diag;
+    const auto r = conn.query("SELEC 1", ec, diag);
+    CHECK(r.empty());
+    CHECK(ec.value() == 1064);
+    CHECK(ec.category() == mysql_category());
+    CHECK(diag.sqlstate() == "42000");
+    CHECK(diag.error_class() == error_class::bad_input);
+    CHECK(contains(diag.server_message(), "SQL syntax"));
+    CHECK(contains(diag.client_message(), "query 'SELEC 1' failed"));
+    CHECK_FALSE(contains(diag.client_message(), "SQL syntax")); // the server's words stay apart
+
+    // The session is still usable after a statement error.
+    CHECK(conn.query("SELECT 1")[0].get<int>(0) == 1);
+
+    CHECK_THROWS_WITH_AS(conn.query("SELEC 1"), doctest::Contains("1064"), database_error);
+    CHECK_THROWS_AS(conn.prepare("SELEC ?"), database_error);
+}
+
+TEST_CASE("a value too long for its column is an error and nothing is written") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE patients (id INT AUTO_INCREMENT PRIMARY KEY, "
+               "first_name VARCHAR(50) NOT NULL) ENGINE=InnoDB");
+    const std::string fifty(50, 'a');
+    const std::string fifty_one(51, 'a');
+    CHECK(conn.execute("INSERT INTO patients (first_name) VALUES (?)", fifty).affected_rows() == 1);
+
+    error_code ec;
+    diagnostics diag;
+    const param too_long[] = {fifty_one};
+    conn.execute_span("INSERT INTO patients (first_name) VALUES (?)", too_long, ec, diag);
+    CHECK(ec.value() == 1406);
+    CHECK(diag.sqlstate() == "22001");
+    CHECK(diag.error_class() == error_class::bad_input);
+    CHECK(contains(diag.server_message(), "first_name"));
+    CHECK(count_rows(conn, "patients") == 1);
+
+    // 50 characters is the limit, not 50 bytes: 50 emoji (200 bytes) fit.
+    std::string emoji;
+    for (int i = 0; i < 50; ++i)
+        emoji += "\xF0\x9F\x98\x80";
+    CHECK(conn.execute("INSERT INTO patients (first_name) VALUES (?)", emoji).affected_rows() == 1);
+    CHECK(count_rows(conn, "patients") == 2);
+}
+
+TEST_CASE("every bound type round-trips, NULL included") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE v (id INT PRIMARY KEY, i BIGINT NULL, u BIGINT UNSIGNED NULL, "
+               "d DOUBLE NULL, s VARCHAR(200) NULL, dt DATE NULL, ts DATETIME(6) NULL, "
+               "b VARBINARY(16) NULL) CHARACTER SET utf8mb4");
+
+    const std::int64_t i = std::numeric_limits<std::int64_t>::min();
+    const std::uint64_t u = std::numeric_limits<std::uint64_t>::max();
+    const double d = -1234.5e-7;
+    const std::string s = "emoji \xF0\x9F\x98\x80 quotes ' \" back\\slash ; -- %_ "
+                          "'); DROP TABLE v; --";
+    const std::chrono::year_month_day dt = 1987y / 2 / 28;
+    const datetime ts = std::chrono::sys_days(2024y / 12 / 31) + 23h + 59min + 58s + 123456us;
+    const std::string bytes("\x00\x01\xFF'\"\\", 6);
+
+    conn.execute("INSERT INTO v VALUES (?, ?, ?, ?, ?, ?, ?, ?)", 1, i, u, d, s, dt, ts, bytes);
+    conn.execute("INSERT INTO v VALUES (?, ?, ?, ?, ?, ?, ?, ?)", 2, std::nullopt,
+                 std::optional<std::uint64_t>{}, std::optional<double>{},
+                 std::optional<std::string>{}, std::optional<std::chrono::year_month_day>{},
+                 std::optional<datetime>{}, nullptr);
+
+    // Read back through both protocols: they must agree.
+    const auto binary = conn.execute("SELECT i, u, d, s, dt, ts, b FROM v ORDER BY id");
+    const auto text = conn.query("SELECT i, u, d, s, dt, ts, b FROM v ORDER BY id");
+    for (const result* r : {&binary, &text}) {
+        REQUIRE(r->size() == 2);
+        const row& full = (*r)[0];
+        CHECK(full.get<std::int64_t>("i") == i);
+        CHECK(full.get<std::uint64_t>("u") == u);
+        CHECK(full.get<double>("d") == d);
+        CHECK(full.get<std::string>("s") == s);
+        CHECK(full.get<std::chrono::year_month_day>("dt") == dt);
+        CHECK(full.get<datetime>("ts") == ts);
+        CHECK(full.get<std::string>("b") == bytes);
+
+        const row& nulls = (*r)[1];
+        for (std::size_t c = 0; c < nulls.size(); ++c)
+            CHECK(nulls.is_null(c));
+        CHECK_FALSE(nulls.get<std::optional<std::int64_t>>("i").has_value());
+        CHECK_FALSE(nulls.get<std::optional<std::string>>("s").has_value());
+        CHECK_FALSE(nulls.get<std::optional<std::chrono::year_month_day>>("dt").has_value());
+    }
+    CHECK(binary.columns()[1].is_unsigned);
+    CHECK(binary.columns()[4].type_name == "DATE");
+
+    // The metacharacters were data: the table is still there, and a bound value matches itself.
+    CHECK(conn.execute("SELECT COUNT(*) FROM v WHERE s = ?", s)[0].get<int>(0) == 1);
+}
+
+TEST_CASE("typed access says clearly when a field is NULL or of another type") {
+    connection conn(test::server_options());
+    const auto r = conn.query("SELECT NULL AS missing, 'text' AS word, 300 AS big");
+    const row& x = r[0];
+    CHECK_THROWS_WITH_AS(x.get<int>("missing"), doctest::Contains("column 'missing' (index 0"),
+                         database_error);
+    CHECK_THROWS_WITH_AS(x.get<int>("missing"), doctest::Contains("std::optional"), database_error);
+    CHECK_THROWS_WITH_AS(x.get<int>("word"), doctest::Contains("cannot be read as"),
+                         database_error);
+    CHECK_THROWS_WITH_AS(x.get<std::int8_t>("big"), doctest::Contains("does not fit"),
+                         database_error);
+    CHECK_THROWS_WITH_AS(x.get<int>("nope"), doctest::Contains("no column named 'nope'"),
+                         database_error);
+    CHECK(x.get<int>("big") == 300);
+}
+
+TEST_CASE("prepared statements are reusable and check their parameter count") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20))");
+    statement insert = conn.prepare("INSERT INTO t (name) VALUES (?)");
+    CHECK(insert.param_count() == 1);
+    std::uint64_t last = 0;
+    for (const char* name : {"a", "b", "c"}) {
+        const auto r = insert.execute(name);
+        CHECK(r.affected_rows() == 1);
+        CHECK(r.last_insert_id() > last);
+        last = r.last_insert_id();
+    }
+    error_code ec;
+    diagnostics diag;
+    const param two[] = {1, 2};
+    insert.execute_span(two, ec, diag);
+    CHECK(ec == client_errc::wrong_parameter_count);
+    CHECK(contains(diag.client_message(), "1 '?' placeholder(s) but 2 parameter(s)"));
+    CHECK(conn.execute("SELECT COUNT(*) FROM t")[0].get<int>(0) == 3);
+}
+
+TEST_CASE("a transaction guard rolls back unless committed") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    {
+        transaction tx(conn);
+        conn.execute("INSERT INTO t VALUES (?)", 1);
+        CHECK(count_rows(conn, "t") == 1); // visible inside
+    }                                      // no commit
+    CHECK(count_rows(conn, "t") == 0);
+
+    try {
+        transaction tx(conn);
+        conn.execute("INSERT INTO t VALUES (?)", 2);
+        conn.execute("INSERT INTO t VALUES (?)", 2); // duplicate key: throws
+        tx.commit();
+    } catch (const database_error& e) {
+        CHECK(e.get_error_code().value() == 1062);
+    }
+    CHECK(count_rows(conn, "t") == 0); // the first insert went with the failure
+
+    {
+        transaction tx(conn);
+        conn.execute("INSERT INTO t VALUES (?)", 3);
+        tx.commit();
+        CHECK_FALSE(tx.active());
+    }
+    CHECK(count_rows(conn, "t") == 1);
+}
+
+TEST_CASE("reset clears the session and re-applies the init statements") {
+    scratch_database db;
+    connect_options opts = db.options();
+    opts.init_statements = {"SET @init_marker = 42", "SET SESSION sql_mode = 'STRICT_ALL_TABLES'"};
+    connection conn(opts);
+    CHECK(conn.query("SELECT @init_marker")[0].get<int>(0) == 42);
+
+    conn.query("SET @mine = 7");
+    conn.query("SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+    conn.query("SET @init_marker = 0");
+    conn.query("CREATE TEMPORARY TABLE scratch (x INT)");
+    statement stmt = conn.prepare("SELECT 1");
+
+    conn.reset();
+
+    const auto r = conn.query("SELECT @mine, @init_marker, @@session.tx_isolation, "
+                              "@@session.sql_mode");
+    CHECK(r[0].is_null(0));
+    CHECK(r[0].get<int>(1) == 42);
+    CHECK(r[0].get<std::string>(2) ==
+          conn.query("SELECT @@global.tx_isolation")[0].get<std::string>(0));
+    CHECK(r[0].get<std::string>(3) == "STRICT_ALL_TABLES");
+    CHECK_THROWS_WITH_AS(conn.query("SELECT * FROM scratch"), doctest::Contains("1146"),
+                         database_error);
+    // utf8mb4 survives the reset.
+    CHECK(conn.execute("SELECT ?", "\xF0\x9F\x98\x80")[0].get<std::string>(0) ==
+          "\xF0\x9F\x98\x80");
+    // A statement from before the reset is gone on the server; it says so.
+    error_code ec;
+    diagnostics diag;
+    stmt.execute_span({}, ec, diag);
+    CHECK(ec == client_errc::statement_closed);
+    CHECK(contains(diag.client_message(), "prepare it again"));
+    conn.ping(); // and the session itself is fine
+}
+
+TEST_CASE("a failing init statement fails the connect and names the statement") {
+    connect_options opts = test::server_options();
+    opts.init_statements = {"SET @ok = 1", "SET SESSION no_such_variable = 1"};
+    connection conn;
+    error_code ec;
+    diagnostics diag;
+    conn.connect(opts, ec, diag);
+    CHECK(ec.value() == 1193);
+    CHECK_FALSE(conn.is_open());
+    CHECK(contains(diag.client_message(), "init statement 'SET SESSION no_such_variable = 1'"));
+}
