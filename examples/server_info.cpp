@@ -51,21 +51,21 @@ int main(int argc, char** argv) {
     try {
         cloudmysql::connection conn(opts);
         const bool encrypted = !conn.tls_cipher().empty();
-        fmt::print("server          {}\n", opts);
-        fmt::print("version         {} ({})\n", conn.server_version(),
+        fmt::print("server                    {}\n", opts);
+        fmt::print("version                   {} ({})\n", conn.server_version(),
                    conn.flavor() == cloudmysql::server_flavor::mariadb ? "MariaDB" : "MySQL");
-        fmt::print("connection id   {}\n", conn.connection_id());
-        fmt::print("tls             {}\n",
+        fmt::print("connection id             {}\n", conn.connection_id());
+        fmt::print("tls                       {}\n",
                    encrypted ? fmt::format("{}, {} (ssl-mode={})", conn.tls_version(),
                                            conn.tls_cipher(), to_string(opts.effective_tls_mode()))
                              : std::string("not encrypted"));
         for (const char* name :
              {"max_connections", "connect_timeout", "wait_timeout", "require_secure_transport"})
-            fmt::print("{:<15} {}\n", name, variable(conn, name));
+            fmt::print("{:<25} {}\n", name, variable(conn, name));
 
         const auto status = conn.query("SHOW GLOBAL STATUS LIKE 'Threads_connected'");
         if (!status.empty())
-            fmt::print("{:<15} {}\n", "connected now", status[0].get<std::string>(1));
+            fmt::print("{:<25} {}\n", "connected now", status[0].get<std::string>(1));
         return 0;
     } catch (const cloudmysql::database_error& e) {
         fmt::print(stderr, "server_info: {}\n", e.what());

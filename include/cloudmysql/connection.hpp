@@ -38,7 +38,9 @@ public:
 
     /// Opens the session: TCP or unix socket, TLS as opts.effective_tls_mode() says, login,
     /// then the init statements. Fails if TLS was required but the session is not encrypted.
-    /// An open connection is closed first.
+    /// An open connection is closed first. Options that fail connect_options::validate()
+    /// throw std::invalid_argument from both forms: they are a programming error, not a
+    /// database error.
     void connect(const connect_options& opts);
     void connect(const connect_options& opts, error_code& ec, diagnostics& diag);
 
