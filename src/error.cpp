@@ -35,6 +35,12 @@ public:
             return "no column of that name";
         case client_errc::statement_closed:
             return "the prepared statement's session was reset or closed";
+        case client_errc::pool_exhausted:
+            return "no pooled connection became free within acquire_timeout";
+        case client_errc::pool_closed:
+            return "the pool is closed";
+        case client_errc::server_unavailable:
+            return "the server is unavailable: repeated connect attempts failed";
         }
         return fmt::format("cloudmysql error {}", ev);
     }
@@ -127,6 +133,12 @@ error_class classify(const error_code& ec) noexcept {
             return error_class::auth;
         case client_errc::not_connected:
             return error_class::connection_lost;
+        case client_errc::pool_exhausted:
+            return error_class::timeout;
+        case client_errc::pool_closed:
+            return error_class::other;
+        case client_errc::server_unavailable:
+            return error_class::unreachable;
         case client_errc::field_is_null:
         case client_errc::type_mismatch:
         case client_errc::value_out_of_range:

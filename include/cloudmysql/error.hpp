@@ -27,6 +27,9 @@ enum class client_errc {
     wrong_parameter_count,      ///< a statement got more or fewer parameters than '?' marks
     unknown_column,             ///< a row has no column of that name
     statement_closed,           ///< the statement's session was reset or closed: prepare again
+    pool_exhausted,             ///< no connection became free within acquire_timeout
+    pool_closed,                ///< the pool was closed
+    server_unavailable,         ///< the pool's breaker is open after repeated connect failures
 };
 
 /// The category of client_errc values ("cloudmysql").

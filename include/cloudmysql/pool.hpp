@@ -1,0 +1,75 @@
+// cloudmysql::pool: the connection pool over MariaDB Connector/C.
+#pragma once
+
+#include <cloudmysql/basic_pool.hpp>
+#include <cloudmysql/connect_options.hpp>
+#include <cloudmysql/connection.hpp>
+#include <cloudmysql/pool_options.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace cloudmysql {
+
+/// Opens, checks, resets and closes cloudmysql::connection objects for basic_pool. The pool's
+/// connect_timeout and init_statements are merged into the connect options.
+class mariadb_connector {
+public:
+    using connection_type = connection;
+
+    mariadb_connector(connect_options options, const pool_options& pool);
+
+    connection connect(error_code& ec, diagnostics& diag);
+    /// COM_PING.
+    void ping(connection& conn, error_code& ec, diagnostics& diag);
+    /// COM_RESET_CONNECTION (rolls back, drops temporary tables, user variables and prepared
+    /// statements, restores session variables), then the init statements.
+    void reset(connection& conn, error_code& ec, diagnostics& diag);
+    void close(connection& conn) noexcept;
+
+    const connect_options& options() const noexcept { return options_; }
+
+private:
+    connect_options options_;
+};
+
+extern template class basic_pool<mariadb_connector, std::chrono::steady_clock>;
+
+/// The connection pool for MySQL and MariaDB. See basic_pool for the behaviour and
+/// pool_options for the settings:
+///
+///     cloudmysql::pool pool(cloudmysql::connect_options::from_url(url), {.max_size = 16});
+///     auto conn = pool.acquire();              // waits up to acquire_timeout
+///     conn->execute("UPDATE t SET x = ? WHERE id = ?", 1, 2);
+///                                              // returned (and reset) at scope end
+class pool : public basic_pool<mariadb_connector, std::chrono::steady_clock> {
+public:
+    /// Throws std::invalid_argument for invalid options.
+    explicit pool(connect_options connection, pool_options options = {});
+
+    /// The connect options every connection uses (password included; print it with fmt,
+    /// which masks it).
+    const connect_options& connection_options() const noexcept { return connection_; }
+
+private:
+    connect_options connection_;
+};
+
+using pooled_connection = pool::pooled_connection;
+
+/// A finding of server_check(): something that makes the pool's settings unworkable on this
+/// server, with what to do about it.
+struct server_finding {
+    enum class severity { warning, error };
+    severity level;
+    std::string message;
+};
+
+/// Reads max_connections, max_user_connections, wait_timeout and Threads_connected through a
+/// pooled connection and says where the pool's settings cannot work: a pool larger than the
+/// server allows, a lifetime or idle timeout not below wait_timeout, keepalive too slow for
+/// wait_timeout. Empty when all is well. Throws database_error when it cannot ask.
+std::vector<server_finding> server_check(pool& p);
+
+} // namespace cloudmysql

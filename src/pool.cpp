@@ -1,0 +1,122 @@
+// The MariaDB instantiation of the pool, and the server check.
+#include <cloudmysql/pool.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace cloudmysql {
+
+template class basic_pool<mariadb_connector, std::chrono::steady_clock>;
+
+mariadb_connector::mariadb_connector(connect_options options, const pool_options& pool)
+        : options_(std::move(options)) {
+    options_.connect_timeout = pool.connect_timeout;
+    options_.init_statements.insert(options_.init_statements.end(), pool.init_statements.begin(),
+                                    pool.init_statements.end());
+    options_.validate();
+}
+
+connection mariadb_connector::connect(error_code& ec, diagnostics& diag) {
+    connection conn;
+    conn.connect(options_, ec, diag);
+    return conn;
+}
+
+void mariadb_connector::ping(connection& conn, error_code& ec, diagnostics& diag) {
+    conn.ping(ec, diag);
+}
+
+void mariadb_connector::reset(connection& conn, error_code& ec, diagnostics& diag) {
+    conn.reset(ec, diag);
+}
+
+void mariadb_connector::close(connection& conn) noexcept {
+    conn.close();
+}
+
+pool::pool(connect_options connection, pool_options options)
+        : basic_pool(options, mariadb_connector(connection, options)),
+          connection_(std::move(connection)) {
+}
+
+namespace {
+
+std::int64_t global_number(connection& conn, std::string_view name) {
+    const auto r = conn.execute("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES "
+                                "WHERE VARIABLE_NAME = ?",
+                                name);
+    if (r.empty())
+        return -1;
+    return std::stoll(r[0].get<std::string>(0));
+}
+
+std::int64_t status_number(connection& conn, std::string_view name) {
+    const auto r = conn.execute("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                                "WHERE VARIABLE_NAME = ?",
+                                name);
+    if (r.empty())
+        return -1;
+    return std::stoll(r[0].get<std::string>(0));
+}
+
+} // namespace
+
+std::vector<server_finding> server_check(pool& p) {
+    using std::chrono::duration_cast;
+    using std::chrono::seconds;
+    auto lease = p.acquire();
+    connection& conn = *lease;
+    const auto& o = p.options();
+    const std::int64_t max_connections = global_number(conn, "MAX_CONNECTIONS");
+    const std::int64_t max_user_connections = global_number(conn, "MAX_USER_CONNECTIONS");
+    const std::int64_t wait_timeout = global_number(conn, "WAIT_TIMEOUT");
+    const std::int64_t threads_connected = status_number(conn, "THREADS_CONNECTED");
+    const auto ours = static_cast<std::int64_t>(p.metrics().idle + p.metrics().in_use);
+    const auto max_size = static_cast<std::int64_t>(o.max_size);
+
+    std::vector<server_finding> findings;
+    auto add = [&](server_finding::severity level, std::string message) {
+        findings.push_back({level, std::move(message)});
+    };
+    if (max_connections > 0 && max_size > max_connections) {
+        add(server_finding::severity::error,
+            fmt::format("max_size is {} but the server allows only max_connections = {}: "
+                        "acquires will fail with 'too many connections' once {} are open; "
+                        "lower max_size or raise max_connections",
+                        max_size, max_connections, max_connections));
+    } else if (max_connections > 0 && threads_connected >= 0) {
+        const std::int64_t others = std::max<std::int64_t>(0, threads_connected - ours);
+        if (max_size + others > max_connections)
+            add(server_finding::severity::warning,
+                fmt::format("max_size is {} and {} other sessions are connected, but "
+                            "max_connections is {}: the pool may not reach its size; lower "
+                            "max_size or raise max_connections",
+                            max_size, others, max_connections));
+    }
+    if (max_user_connections > 0 && max_size > max_user_connections)
+        add(server_finding::severity::error,
+            fmt::format("max_size is {} but max_user_connections is {}: lower max_size", max_size,
+                        max_user_connections));
+    if (wait_timeout > 0) {
+        const seconds wait(wait_timeout);
+        if (o.max_lifetime.count() == 0 || o.max_lifetime >= wait)
+            add(server_finding::severity::warning,
+                fmt::format("max_lifetime ({} s) is not below the server's wait_timeout ({} s): "
+                            "the server may close connections the pool thinks are alive; set "
+                            "max_lifetime below {} s",
+                            duration_cast<seconds>(o.max_lifetime).count(), wait_timeout,
+                            wait_timeout));
+        if (o.idle_timeout.count() == 0 || o.idle_timeout >= wait)
+            if (o.keepalive_interval.count() == 0 || o.keepalive_interval >= wait)
+                add(server_finding::severity::warning,
+                    fmt::format("idle connections can sit longer than the server's wait_timeout "
+                                "({} s) without a keepalive: set idle_timeout or "
+                                "keepalive_interval below {} s",
+                                wait_timeout, wait_timeout));
+    }
+    return findings;
+}
+
+} // namespace cloudmysql

@@ -1,0 +1,93 @@
+// The pool under real threads (a fake connector, the steady clock): what TSan checks.
+#include "fake_pool.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <latch>
+#include <thread>
+#include <vector>
+
+using namespace cloudmysql;
+using namespace std::chrono_literals;
+using test::fake_connector;
+using test::fake_server;
+using test::threaded_pool;
+
+TEST_CASE("many threads share a small pool without exceeding it or losing a lease") {
+    auto server = std::make_shared<fake_server>();
+    pool_options o;
+    o.max_size = 4;
+    o.acquire_timeout = 30s;
+    threaded_pool pool(o, fake_connector{server});
+
+    constexpr int threads = 8;
+    constexpr int rounds = 1500;
+    std::atomic<int> errors{0};
+    std::atomic<int> in_use{0};
+    std::atomic<int> most_in_use{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t)
+        workers.emplace_back([&, t] {
+            for (int i = 0; i < rounds; ++i) {
+                error_code ec;
+                diagnostics diag;
+                auto conn = pool.acquire(ec, diag);
+                if (ec) {
+                    ++errors;
+                    continue;
+                }
+                const int now_in_use = ++in_use;
+                int seen = most_in_use.load();
+                while (now_in_use > seen && !most_in_use.compare_exchange_weak(seen, now_in_use)) {
+                }
+                if ((i + t) % 97 == 0)
+                    conn.discard(); // now and then a broken one
+                --in_use;
+            }
+        });
+    for (auto& w : workers)
+        w.join();
+
+    CHECK(errors == 0);
+    CHECK(most_in_use <= 4);
+    CHECK(server->peak_open <= 4);
+    const auto m = pool.metrics();
+    CHECK(m.acquired == threads * rounds);
+    CHECK(m.closed[static_cast<std::size_t>(close_reason::discarded)] > 0);
+}
+
+TEST_CASE("async and sync acquires from several threads all complete, within the cap") {
+    auto server = std::make_shared<fake_server>();
+    pool_options o;
+    o.max_size = 2;
+    o.acquire_timeout = 30s;
+    threaded_pool pool(o, fake_connector{server});
+    constexpr int async_count = 200;
+    std::latch async_done(async_count);
+    std::atomic<int> async_errors{0};
+    for (int i = 0; i < async_count; ++i)
+        pool.async_acquire([&](error_code ec, threaded_pool::pooled_connection conn) {
+            if (ec || !conn.valid())
+                ++async_errors;
+            async_done.count_down();
+        });
+    for (int i = 0; i < 200; ++i)
+        CHECK(pool.acquire().valid());
+    async_done.wait();
+    CHECK(async_errors == 0);
+    CHECK(server->peak_open <= 2);
+    CHECK(pool.metrics().acquired == 400);
+}
+
+TEST_CASE("a pool destroyed while a lease is out closes that connection when it comes back") {
+    auto server = std::make_shared<fake_server>();
+    std::optional<threaded_pool::pooled_connection> survivor;
+    {
+        threaded_pool pool(pool_options{}, fake_connector{server});
+        survivor = pool.acquire();
+    }
+    CHECK(server->open_count() == 1);
+    survivor.reset();
+    CHECK(server->open_count() == 0);
+}
