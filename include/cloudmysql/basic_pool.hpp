@@ -983,18 +983,23 @@ private:
 
         diagnostics exhausted_diagnostics(const waiter& w, time_point now) const {
             const auto waited = std::chrono::duration<double>(now - w.enqueued_at).count();
-            std::string text = fmt::format(
-                "pool exhausted: {} of {} connections in use, {} opening, {} more requests "
-                "waiting; waited {:.1f} s (acquire_timeout){}; return connections sooner, "
-                "raise max_size if the server allows more, or look for leaks with "
-                "leak_threshold",
-                leased_, options_.max_size, opening_, waiters_.size(), waited, last_error_text());
-            // A connect that failed during the wait explains it better than "timeout".
-            const bool failed_meanwhile = last_error_ && last_error_at_ >= w.enqueued_at;
+            const std::string counts =
+                fmt::format("{} of {} connections in use, {} opening, {} more requests waiting",
+                            leased_, options_.max_size, opening_, waiters_.size());
+            // A connect that failed during the wait is the cause: say it first.
+            if (last_error_ && last_error_at_ >= w.enqueued_at)
+                return diagnostics(
+                    fmt::format("no connection within {:.1f} s (acquire_timeout) because "
+                                "connecting to the server fails{} ({})",
+                                waited, last_error_text(), counts),
+                    last_error_diag_.server_message(), last_error_diag_.sqlstate(),
+                    last_error_diag_.error_class());
             return diagnostics(
-                std::move(text), failed_meanwhile ? last_error_diag_.server_message() : "",
-                failed_meanwhile ? last_error_diag_.sqlstate() : "",
-                failed_meanwhile ? last_error_diag_.error_class() : error_class::timeout);
+                fmt::format("pool exhausted: {}; waited {:.1f} s (acquire_timeout){}; return "
+                            "connections sooner, raise max_size if the server allows more, or "
+                            "look for leaks with leak_threshold",
+                            counts, waited, last_error_text()),
+                {}, {}, error_class::timeout);
         }
 
         diagnostics breaker_diagnostics(time_point now) const {

@@ -39,18 +39,18 @@ struct connect_options {
     /// The default port of MySQL and MariaDB.
     static constexpr std::uint16_t default_port = 3306;
 
-    std::string host; ///< name, IPv4 or IPv6 address; empty with unix_socket
+    std::string host{}; ///< name, IPv4 or IPv6 address; empty with unix_socket
     std::uint16_t port = default_port;
-    std::string unix_socket; ///< path of a unix socket; when set, host/port are unused
-    std::string user;
-    std::string password; ///< ignored when credentials is set
-    std::string database; ///< default schema; empty for none
+    std::string unix_socket{}; ///< path of a unix socket; when set, host/port are unused
+    std::string user{};
+    std::string password{}; ///< ignored when credentials is set
+    std::string database{}; ///< default schema; empty for none
 
     /// TLS mode; when unset, effective_tls_mode() picks verify_identity for remote hosts and
     /// preferred for loopback addresses and unix sockets.
-    std::optional<cloudmysql::tls_mode> tls_mode;
+    std::optional<cloudmysql::tls_mode> tls_mode{};
     /// PEM file of trusted roots (may hold several). Empty: the system's trust store.
-    std::string ssl_ca;
+    std::string ssl_ca{};
 
     /// Time allowed to open the TCP connection and finish the handshake. 1 s to 1 h.
     std::chrono::seconds connect_timeout{3};
@@ -60,10 +60,10 @@ struct connect_options {
     std::chrono::seconds write_timeout{0};
 
     /// Statements run after every connect and every reset (e.g. "SET time_zone = '+00:00'").
-    std::vector<std::string> init_statements;
+    std::vector<std::string> init_statements{};
 
     /// Supplies the password per connection (tokens that expire); overrides `password`.
-    credential_provider credentials;
+    credential_provider credentials{};
 
     /// The TLS mode this connection will use: tls_mode when set, else the default rule.
     cloudmysql::tls_mode effective_tls_mode() const noexcept;

@@ -14,9 +14,9 @@ namespace cloudmysql {
 
 /// A lease held longer than pool_options::leak_threshold.
 struct leak_report {
-    std::uint64_t connection_sequence;  ///< the pool's number for the connection
-    std::chrono::milliseconds held_for; ///< how long it had been held when reported
-    std::source_location acquired_at;   ///< where acquire() was called
+    std::uint64_t connection_sequence{};  ///< the pool's number for the connection
+    std::chrono::milliseconds held_for{}; ///< how long it had been held when reported
+    std::source_location acquired_at{};   ///< where acquire() was called
 };
 
 /// Pool settings. validate() (called by the pool's constructor) throws std::invalid_argument
@@ -65,12 +65,12 @@ struct pool_options {
     std::chrono::milliseconds leak_threshold{0};
     /// Called (on a pool thread) for each lease held past leak_threshold. Default: a line on
     /// stderr.
-    std::function<void(const leak_report&)> on_leak;
+    std::function<void(const leak_report&)> on_leak{};
     /// Statements run on every new connection and after every reset (added to the
     /// connect_options' own).
-    std::vector<std::string> init_statements;
+    std::vector<std::string> init_statements{};
     /// Seed of the jitter's random numbers; unset: from std::random_device.
-    std::optional<std::uint64_t> random_seed;
+    std::optional<std::uint64_t> random_seed{};
 
     /// Throws std::invalid_argument naming the first option outside its limits.
     void validate() const;

@@ -370,6 +370,9 @@ TEST_CASE("a full server is reported as such and does not cause a connect storm"
         CHECK(r->ec == client_errc::pool_exhausted);
         CHECK(r->diag.error_class() == error_class::server_full);
         CHECK(r->diag.server_message() == "Too many connections");
+        CHECK(contains(r->diag.client_message(),
+                       "no connection within 3.0 s (acquire_timeout) because connecting to the "
+                       "server fails; last connect error: cannot connect to fake"));
     }
     // Without backoff, 1 ms steps would allow thousands of attempts.
     CHECK(h.server->connects <= 30);
