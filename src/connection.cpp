@@ -199,6 +199,12 @@ void set_connect_error(MYSQL* mysql, const connect_options& opts,
         refined = diag.client_message() +
                   "; a server with require_secure_transport=ON refuses connections without "
                   "TLS: use ssl-mode=REQUIRED or stronger";
+    } else if (number == CR_CONNECTION_ERROR &&
+               message.find("cannot be verified: 1040") != std::string_view::npos) {
+        // Under TLS the server says "too many connections" before the handshake, and
+        // libmariadb reports it as 2002 with the server's (unverifiable) words inside.
+        cls = error_class::server_full;
+        refined = fmt::format("{}: {}; {}", context, message, detail::hint_for(cls));
     } else if ((number == CR_CONNECTION_ERROR || number == CR_CONN_HOST_ERROR ||
                 number == CR_SERVER_LOST || number == CR_SERVER_GONE_ERROR) &&
                took_whole_timeout) {

@@ -63,6 +63,7 @@ error_class classify_mysql(int ev) noexcept {
     case CR_SERVER_LOST:          // 2013
     case CR_SSL_CONNECTION_ERROR: // 2026: under TLS, a connection cut by the network
     case ER_CONNECTION_KILLED:    // 1927 (MariaDB): the session was killed
+    case ER_SERVER_SHUTDOWN:      // 1053: the server is shutting down
     case 4031:                    // MySQL 8: the client was disconnected for inactivity
         return error_class::connection_lost;
     case ER_OPTION_PREVENTS_STATEMENT: // 1290: --read-only / --super-read-only
@@ -180,8 +181,11 @@ std::string_view to_string(error_class c) noexcept {
 std::string database_error::compose(const error_code& ec, const cloudmysql::diagnostics& diag) {
     std::string text = diag.client_message().empty() ? ec.message() : diag.client_message();
     if (!diag.server_message().empty()) {
-        // The server's words are quoted and labelled: they are data, not ours.
-        fmt::format_to(std::back_inserter(text), " [server error {}{}{}: {}]", ec.value(),
+        // The server's words are quoted and labelled: they are data, not ours. The number is
+        // the server's only when the code is (a migration failure wraps a server error).
+        const bool server_code = ec.category() == mysql_category();
+        fmt::format_to(std::back_inserter(text), " [{}{}{}: {}]",
+                       server_code ? fmt::format("server error {}", ec.value()) : "server says",
                        diag.sqlstate().empty() ? "" : ", SQLSTATE ", diag.sqlstate(),
                        diag.server_message());
     }

@@ -47,9 +47,8 @@ void pool_options::validate() const {
     if (keepalive_interval.count() != 0 && keepalive_interval < seconds(1))
         reject(fmt::format("keepalive_interval is {} ms; expected 0 (off) or at least 1 s",
                            ms(keepalive_interval)));
-    if (max_connecting < 1 || max_connecting > max_size)
-        reject(fmt::format("max_connecting is {}; expected 1 to max_size ({})", max_connecting,
-                           max_size));
+    if (max_connecting < 1 || max_connecting > largest_pool)
+        reject(fmt::format("max_connecting is {}; expected 1 to {}", max_connecting, largest_pool));
     if (backoff_initial < milliseconds(1) || backoff_initial > minutes(1))
         reject(
             fmt::format("backoff_initial is {} ms; expected 1 ms to 1 min", ms(backoff_initial)));

@@ -280,13 +280,14 @@ private:
         state(pool_options options, Connector connector, bool manual)
                 : options_(std::move(options)), connector_(std::move(connector)), manual_(manual) {
             options_.validate();
+            max_connecting_ = std::min(options_.max_connecting, options_.max_size);
             rng_.seed(options_.random_seed ? *options_.random_seed : std::random_device{}());
         }
 
         // ---- threads ----------------------------------------------------------------------
 
         void start_threads() {
-            const std::size_t workers = options_.max_connecting + 2;
+            const std::size_t workers = max_connecting_ + 2;
             for (std::size_t i = 0; i < workers; ++i)
                 threads_.emplace_back([this] { worker_loop(); });
             threads_.emplace_back([this] { timer_loop(); });
@@ -337,8 +338,8 @@ private:
                 if (stopping_)
                     break;
                 timer_target_ = time_point::max();
-                if (Clock::now() < next_wakeup())
-                    continue;
+                // Run maintenance on every wake-up: it is cheap, and the deadline that woke
+                // us (a backoff that ended) may no longer count in next_wakeup().
                 actions out;
                 maintenance(Clock::now(), out);
                 lock.unlock();
@@ -386,10 +387,29 @@ private:
             return jobs_.size();
         }
 
-        static void run(actions& out) {
+        // Runs what was decided under the mutex. Completions go through one queue, drained by
+        // one thread at a time, so waiters learn their results in the order the pool decided
+        // them (first come, first served), whichever threads made the decisions.
+        void run(actions& out) {
             for (auto& a : out)
                 a();
             out.clear();
+            deliver();
+        }
+
+        void deliver() {
+            std::unique_lock lock(mutex_);
+            if (delivering_)
+                return; // the thread delivering now will take ours too
+            delivering_ = true;
+            while (!deliveries_.empty()) {
+                action next = std::move(deliveries_.front());
+                deliveries_.pop_front();
+                lock.unlock();
+                next();
+                lock.lock();
+            }
+            delivering_ = false;
         }
 
         // ---- acquiring --------------------------------------------------------------------
@@ -479,13 +499,14 @@ private:
                 std::lock_guard lock(mutex_);
                 const time_point now = Clock::now();
                 if (closed_) {
-                    out.push_back(fail_action(std::move(complete), client_errc::pool_closed,
-                                              pool_closed_diagnostics()));
+                    deliveries_.push_back(fail_action(std::move(complete), client_errc::pool_closed,
+                                                      pool_closed_diagnostics()));
                 } else if (breaker_open_ && opening_ == 0 && now < next_connect_at_ &&
                            idle_.empty()) {
                     ++metrics_.breaker_rejections;
-                    out.push_back(fail_action(std::move(complete), client_errc::server_unavailable,
-                                              breaker_diagnostics(now)));
+                    deliveries_.push_back(fail_action(std::move(complete),
+                                                      client_errc::server_unavailable,
+                                                      breaker_diagnostics(now)));
                 } else {
                     auto w = std::make_unique<waiter>();
                     w->ticket = next_ticket_++;
@@ -518,7 +539,7 @@ private:
                     start_ping(s, true);
                     continue;
                 }
-                hand_out(s, now, out);
+                hand_out(s, now);
             }
 
             // Connections needed: one per waiter not covered by a check or connect under way,
@@ -537,16 +558,16 @@ private:
         }
 
         bool can_open(time_point now) const {
-            return slots_.size() + opening_ < options_.max_size &&
-                   opening_ < options_.max_connecting && now >= next_connect_at_;
+            return slots_.size() + opening_ < options_.max_size && opening_ < max_connecting_ &&
+                   now >= next_connect_at_;
         }
 
-        void hand_out(slot* s, time_point now, actions& out) {
+        void hand_out(slot* s, time_point now) {
             std::unique_ptr<waiter> w = std::move(waiters_.front());
             waiters_.pop_front();
             mark_leased(s, now, w->location, w->enqueued_at);
             pooled_connection conn(this->shared_from_this(), s);
-            out.push_back([c = std::move(w->complete), conn = std::move(conn)]() mutable {
+            deliveries_.push_back([c = std::move(w->complete), conn = std::move(conn)]() mutable {
                 c(error_code{}, diagnostics{}, std::move(conn));
             });
         }
@@ -596,7 +617,7 @@ private:
                 const time_point now = Clock::now();
                 --opening_;
                 if (ec) {
-                    connect_failed(ec, std::move(diag), now, out);
+                    connect_failed(ec, std::move(diag), now);
                 } else {
                     consecutive_failures_ = 0;
                     breaker_open_ = false;
@@ -622,7 +643,7 @@ private:
             run(out);
         }
 
-        void connect_failed(const error_code& ec, diagnostics diag, time_point now, actions& out) {
+        void connect_failed(const error_code& ec, diagnostics diag, time_point now) {
             ++metrics_.connect_failures;
             ++consecutive_failures_;
             last_error_ = ec;
@@ -638,9 +659,9 @@ private:
                     auto w = std::move(waiters_.front());
                     waiters_.pop_front();
                     ++metrics_.breaker_rejections;
-                    out.push_back(fail_action(std::move(w->complete),
-                                              client_errc::server_unavailable,
-                                              breaker_diagnostics(now)));
+                    deliveries_.push_back(fail_action(std::move(w->complete),
+                                                      client_errc::server_unavailable,
+                                                      breaker_diagnostics(now)));
                 }
             }
         }
@@ -712,7 +733,7 @@ private:
                 } else {
                     s->last_used = now;
                     if (!waiters_.empty())
-                        hand_out(s, now, out);
+                        hand_out(s, now);
                     else
                         make_idle(s);
                 }
@@ -801,8 +822,9 @@ private:
                 auto w = std::move(*it);
                 it = waiters_.erase(it);
                 ++metrics_.timeouts;
-                out.push_back(fail_action(std::move(w->complete), client_errc::pool_exhausted,
-                                          exhausted_diagnostics(*w, now)));
+                deliveries_.push_back(fail_action(std::move(w->complete),
+                                                  client_errc::pool_exhausted,
+                                                  exhausted_diagnostics(*w, now)));
             }
             if (!closed_) {
                 // Idle connections: retire, shrink to min_idle, keep alive.
@@ -950,8 +972,9 @@ private:
                 while (!waiters_.empty()) {
                     auto w = std::move(waiters_.front());
                     waiters_.pop_front();
-                    out.push_back(fail_action(std::move(w->complete), client_errc::pool_closed,
-                                              pool_closed_diagnostics()));
+                    deliveries_.push_back(fail_action(std::move(w->complete),
+                                                      client_errc::pool_closed,
+                                                      pool_closed_diagnostics()));
                 }
                 for (slot* s : idle_)
                     begin_close(s, close_reason::pool_closed, out);
@@ -1032,6 +1055,7 @@ private:
         // ---- data -----------------------------------------------------------------------------
 
         pool_options options_;
+        std::size_t max_connecting_ = 1; // options_.max_connecting, at most max_size
         Connector connector_;
         const bool manual_;
 
@@ -1060,6 +1084,8 @@ private:
         pool_metrics metrics_;
         std::mt19937_64 rng_;
 
+        std::deque<action> deliveries_; // completions, in the order they were decided
+        bool delivering_ = false;
         std::deque<action> jobs_;
         std::condition_variable jobs_cv_;
         std::condition_variable timer_cv_;

@@ -51,8 +51,8 @@ struct pool_options {
     /// Idle connections are pinged this often, so that NAT and load balancers keep them (Azure
     /// drops idle flows after 4 minutes). 0 disables; otherwise at least 1 s.
     std::chrono::milliseconds keepalive_interval{std::chrono::minutes(2)};
-    /// Connects in flight at once: limits the load on a server that just came back. 1 to
-    /// max_size.
+    /// Connects in flight at once: limits the load on a server that just came back. At least
+    /// 1; more than max_size acts as max_size.
     std::size_t max_connecting = 2;
     /// After a failed connect, the next waits a random time up to min(backoff_max,
     /// backoff_initial * 2^(failures-1)) ("full jitter"). 1 ms to 1 min, initial <= max.

@@ -47,6 +47,18 @@ inline connect_options server_options() {
     return connect_options::from_url(read_first_line(dir + "/url"));
 }
 
+/// Root on the server under test, for what the app user may not do (KILL other sessions, read
+/// every session in PROCESSLIST): CLOUDMYSQL_TEST_ROOT_URL when set, else the sandbox's root.
+inline connect_options root_options() {
+    if (auto env = connect_options::from_env("CLOUDMYSQL_TEST_ROOT_URL"))
+        return *env;
+    const std::string dir = sandbox_dir();
+    if (dir.empty())
+        throw std::runtime_error(
+            "this test needs root: set CLOUDMYSQL_TEST_ROOT_URL along with CLOUDMYSQL_TEST_URL");
+    return connect_options::from_url(read_first_line(dir + "/root-url"));
+}
+
 /// The sandbox that runs without TLS (always started by ctest).
 inline connect_options plain_server_options() {
     const char* dir = std::getenv("CLOUDMYSQL_PLAIN_SANDBOX_DIR");

@@ -18,6 +18,7 @@ TEST_CASE("mysql errno values are classed by what a program should do") {
         {2013, error_class::connection_lost},
         {2026, error_class::connection_lost},
         {1927, error_class::connection_lost},
+        {1053, error_class::connection_lost},
         {1290, error_class::read_only},
         {1792, error_class::read_only},
         {1836, error_class::read_only},

@@ -54,6 +54,9 @@ TEST_CASE("options outside their limits are rejected at construction, by name") 
     rejects([](pool_options& o) { o.max_lifetime_jitter = 20min; }, "max_lifetime_jitter");
     rejects([](pool_options& o) { o.keepalive_interval = 5ms; }, "keepalive_interval");
     rejects([](pool_options& o) { o.max_connecting = 0; }, "max_connecting");
+    pool_options one;
+    one.max_size = 1; // the default max_connecting (2) acts as 1: not an error
+    CHECK_NOTHROW(pool_harness{one});
     rejects([](pool_options& o) { o.backoff_initial = 0ms; }, "backoff_initial");
     rejects([](pool_options& o) { o.backoff_max = 50ms; }, "backoff_max");
     rejects([](pool_options& o) { o.breaker_threshold = 5000; }, "breaker_threshold");

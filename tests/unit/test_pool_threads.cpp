@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <latch>
 #include <thread>
@@ -90,4 +91,43 @@ TEST_CASE("a pool destroyed while a lease is out closes that connection when it 
     CHECK(server->open_count() == 1);
     survivor.reset();
     CHECK(server->open_count() == 0);
+}
+
+TEST_CASE("failed connects are retried while a request waits") {
+    auto server = std::make_shared<fake_server>();
+    server->fail_next = 3;
+    pool_options o;
+    o.acquire_timeout = 30s;
+    o.backoff_initial = 5ms;
+    o.backoff_max = 20ms;
+    o.breaker_threshold = 0;
+    threaded_pool pool(o, fake_connector{server});
+    error_code ec;
+    diagnostics diag;
+    auto conn = pool.acquire(ec, diag); // only the backoff timer can start the retries
+    CHECK_FALSE(ec);
+    CHECK(conn.valid());
+    CHECK(server->connects == 4);
+}
+
+TEST_CASE("waiters get their connections in the order they asked, whichever thread decides") {
+    auto server = std::make_shared<fake_server>();
+    pool_options o;
+    o.max_size = 4;
+    o.acquire_timeout = 30s;
+    threaded_pool pool(o, fake_connector{server});
+    boost::asio::io_context io;
+    constexpr int count = 400;
+    std::vector<int> granted;
+    for (int i = 0; i < count; ++i)
+        pool.async_acquire(boost::asio::bind_executor(
+            io, [&, i](error_code ec, threaded_pool::pooled_connection conn) {
+                CHECK_FALSE(ec);
+                granted.push_back(i);
+                conn.release(); // its reset runs on a pool thread while others are granted
+            }));
+    while (static_cast<int>(granted.size()) < count) {
+        io.run_one_for(std::chrono::seconds(30));
+    }
+    CHECK(std::is_sorted(granted.begin(), granted.end()));
 }
