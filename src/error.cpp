@@ -41,6 +41,12 @@ public:
             return "the pool is closed";
         case client_errc::server_unavailable:
             return "the server is unavailable: repeated connect attempts failed";
+        case client_errc::migration_failed:
+            return "a migration step failed";
+        case client_errc::migration_locked:
+            return "another migrator holds the migration lock";
+        case client_errc::migration_refused:
+            return "the database and the program's migrations disagree";
         }
         return fmt::format("cloudmysql error {}", ev);
     }
@@ -140,6 +146,11 @@ error_class classify(const error_code& ec) noexcept {
             return error_class::other;
         case client_errc::server_unavailable:
             return error_class::unreachable;
+        case client_errc::migration_locked:
+            return error_class::timeout;
+        case client_errc::migration_failed:
+        case client_errc::migration_refused:
+            return error_class::other;
         case client_errc::field_is_null:
         case client_errc::type_mismatch:
         case client_errc::value_out_of_range:

@@ -30,6 +30,9 @@ enum class client_errc {
     pool_exhausted,             ///< no connection became free within acquire_timeout
     pool_closed,                ///< the pool was closed
     server_unavailable,         ///< the pool's breaker is open after repeated connect failures
+    migration_failed,           ///< a migration step failed; the history says which
+    migration_locked,           ///< another migrator held the lock past lock_timeout
+    migration_refused,          ///< the database and the program disagree (see verify())
 };
 
 /// The category of client_errc values ("cloudmysql").
