@@ -285,14 +285,37 @@ std::string blockers(connection& conn) {
     return out;
 }
 
+// How many of `steps` an interrupted run really finished: the journal's count, plus the next
+// step when its effect is in the schema although the run died before journaling it.
+std::size_t finished_steps(session& s, const std::vector<migration_step>& steps,
+                           std::size_t journaled) {
+    if (journaled >= steps.size())
+        return steps.size();
+    const auto pc = postcondition_of(steps[journaled]);
+    return pc && pc->holds(s.conn(), s.database()) ? journaled + 1 : journaled;
+}
+
 class applier {
 public:
     applier(session& s, run_report& report) : s_(s), report_(report) {}
 
+    // Applies `m`. `row` is its history entry when one exists (a half-done up or down).
     void up(const migration& m, const history_entry* row) {
+        if (row != nullptr && row->state == migration_state::reverting) {
+            // A `down` stopped part way. If it undid nothing, the migration is simply still
+            // applied; otherwise the revert is finished first, then the migration applied
+            // afresh: the down steps are written to follow each other, not to be mixed with
+            // the up steps.
+            if (finished_steps(s_, m.down, row->steps_done) == 0) {
+                mark_applied(m, std::chrono::milliseconds(0));
+                report_.applied.push_back(m.version);
+                return;
+            }
+            revert(m, *row, false);
+            row = nullptr;
+        }
         const std::size_t total = m.up.size();
         std::size_t start = 0;
-        bool check_all = false;
         if (row == nullptr) {
             s_.conn().execute(
                 fmt::format("INSERT INTO {} (version, name, checksum, state, steps_done, "
@@ -301,10 +324,8 @@ public:
                             s_.table()),
                 m.version, m.name, m.checksum(), total, s_.applied_by());
         } else {
-            // Resume: an interrupted or failed `up` continues where it stopped; after an
-            // interrupted `down`, every step is checked before it runs.
-            check_all = row->state == migration_state::reverting;
-            start = check_all ? 0 : std::min<std::size_t>(row->steps_done, total);
+            // An interrupted or failed `up` continues where it stopped.
+            start = std::min<std::size_t>(row->steps_done, total);
             s_.conn().execute(
                 fmt::format("UPDATE {} SET name = ?, checksum = ?, state = 'applying', "
                             "steps_done = ?, steps_total = ?, last_error = NULL, "
@@ -317,14 +338,10 @@ public:
             s_.options(),
             {migration_event::kind::migration_started, false, m.version, m.name, 0, total, {}, {}});
         for (std::size_t i = start; i < total; ++i)
-            step(m, m.up[i], i, total, false, check_all || (row != nullptr && i == start));
+            step(m, m.up[i], i, total, false, row != nullptr && i == start);
         const auto took =
             std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started);
-        s_.conn().execute(fmt::format("UPDATE {} SET state = 'applied', steps_done = ?, "
-                                      "applied_at = NOW(6), duration_ms = ?, last_error = NULL "
-                                      "WHERE version = ?",
-                                      s_.table()),
-                          total, took.count(), m.version);
+        mark_applied(m, took);
         report_.applied.push_back(m.version);
         notify(s_.options(), {migration_event::kind::migration_finished,
                               false,
@@ -336,15 +353,43 @@ public:
                               took});
     }
 
+    // Reverts `m`, whose history entry is `row`.
     void down(const migration& m, const history_entry& row) {
+        if (row.state == migration_state::applying || row.state == migration_state::failed) {
+            // An `up` stopped part way. If it changed nothing, forgetting it is the whole
+            // revert; otherwise it is finished first, because the down steps undo the whole
+            // migration, not a part of it.
+            if (finished_steps(s_, m.up, row.steps_done) == 0) {
+                s_.conn().execute(fmt::format("DELETE FROM {} WHERE version = ?", s_.table()),
+                                  m.version);
+                report_.applied.push_back(m.version);
+                return;
+            }
+            run_report ignored;
+            applier finish(s_, ignored);
+            finish.up(m, &row);
+            history_entry applied = row;
+            applied.state = migration_state::applied;
+            revert(m, applied, true);
+            return;
+        }
+        revert(m, row, true);
+    }
+
+private:
+    void mark_applied(const migration& m, std::chrono::milliseconds took) {
+        s_.conn().execute(fmt::format("UPDATE {} SET state = 'applied', steps_done = ?, "
+                                      "steps_total = ?, applied_at = NOW(6), duration_ms = ?, "
+                                      "last_error = NULL WHERE version = ?",
+                                      s_.table()),
+                          m.up.size(), m.up.size(), took.count(), m.version);
+    }
+
+    // Runs the down steps of an applied migration, or continues an interrupted revert.
+    void revert(const migration& m, const history_entry& row, bool record) {
         const std::size_t total = m.down.size();
-        // A half-done `up` is undone with every step checked first; an interrupted `down`
-        // continues where it stopped.
-        const bool check_all =
-            row.state != migration_state::applied && row.state != migration_state::reverting;
-        const std::size_t start = row.state == migration_state::reverting
-                                      ? std::min<std::size_t>(row.steps_done, total)
-                                      : 0;
+        const bool resuming = row.state == migration_state::reverting;
+        const std::size_t start = resuming ? std::min<std::size_t>(row.steps_done, total) : 0;
         s_.conn().execute(fmt::format("UPDATE {} SET state = 'reverting', steps_done = ?, "
                                       "steps_total = ?, last_error = NULL WHERE version = ?",
                                       s_.table()),
@@ -354,10 +399,10 @@ public:
             s_.options(),
             {migration_event::kind::migration_started, true, m.version, m.name, 0, total, {}, {}});
         for (std::size_t i = start; i < total; ++i)
-            step(m, m.down[i], i, total, true,
-                 check_all || (row.state == migration_state::reverting && i == start));
+            step(m, m.down[i], i, total, true, resuming && i == start);
         s_.conn().execute(fmt::format("DELETE FROM {} WHERE version = ?", s_.table()), m.version);
-        report_.applied.push_back(m.version);
+        if (record)
+            report_.applied.push_back(m.version);
         notify(s_.options(),
                {migration_event::kind::migration_finished,
                 true,
@@ -369,7 +414,6 @@ public:
                 std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started)});
     }
 
-private:
     void step(const migration& m, const migration_step& st, std::size_t i, std::size_t total,
               bool down, bool check_first) {
         const std::string summary = step_summary(st);

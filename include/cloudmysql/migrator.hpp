@@ -112,6 +112,11 @@ struct run_report {
 /// fails or is killed after any step resumes there on the next run, and a step whose effect is
 /// already in the schema (its postcondition holds) is recorded as done instead of run again.
 /// Data steps and other non-DDL statements run in one transaction with their journal entry.
+///
+/// When the requested direction differs from the interrupted one, the migrator first works out
+/// how far the interrupted run got: if it changed nothing, its history entry is settled as it
+/// stands; otherwise it is finished first (the down steps undo a whole migration, not part of
+/// one), then the requested change is made.
 class migrator {
 public:
     /// Throws std::invalid_argument when the list is wrong: versions not unique and increasing,
