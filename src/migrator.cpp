@@ -287,10 +287,13 @@ std::string blockers(connection& conn) {
 
 // How many of `steps` an interrupted run really finished: the journal's count, plus the next
 // step when its effect is in the schema although the run died before journaling it.
+// A run that recorded a failure (the server refused the statement) did not do that step.
 std::size_t finished_steps(session& s, const std::vector<migration_step>& steps,
-                           std::size_t journaled) {
+                           std::size_t journaled, bool failure_recorded) {
     if (journaled >= steps.size())
         return steps.size();
+    if (failure_recorded)
+        return journaled;
     const auto pc = postcondition_of(steps[journaled]);
     return pc && pc->holds(s.conn(), s.database()) ? journaled + 1 : journaled;
 }
@@ -306,7 +309,7 @@ public:
             // applied; otherwise the revert is finished first, then the migration applied
             // afresh: the down steps are written to follow each other, not to be mixed with
             // the up steps.
-            if (finished_steps(s_, m.down, row->steps_done) == 0) {
+            if (finished_steps(s_, m.down, row->steps_done, !row->last_error.empty()) == 0) {
                 mark_applied(m, std::chrono::milliseconds(0));
                 report_.applied.push_back(m.version);
                 return;
@@ -320,7 +323,7 @@ public:
             s_.conn().execute(
                 fmt::format("INSERT INTO {} (version, name, checksum, state, steps_done, "
                             "steps_total, started_at, applied_by) "
-                            "VALUES (?, ?, ?, 'applying', 0, ?, NOW(6), ?)",
+                            "VALUES (?, ?, ?, 'applying', 0, ?, UTC_TIMESTAMP(6), ?)",
                             s_.table()),
                 m.version, m.name, m.checksum(), total, s_.applied_by());
         } else {
@@ -329,7 +332,7 @@ public:
             s_.conn().execute(
                 fmt::format("UPDATE {} SET name = ?, checksum = ?, state = 'applying', "
                             "steps_done = ?, steps_total = ?, last_error = NULL, "
-                            "started_at = NOW(6), applied_by = ? WHERE version = ?",
+                            "started_at = UTC_TIMESTAMP(6), applied_by = ? WHERE version = ?",
                             s_.table()),
                 m.name, m.checksum(), start, total, s_.applied_by(), m.version);
         }
@@ -337,8 +340,11 @@ public:
         notify(
             s_.options(),
             {migration_event::kind::migration_started, false, m.version, m.name, 0, total, {}, {}});
+        // Only a killed run (state applying) can have done a step it did not journal; after a
+        // recorded failure the step certainly did not run, so its postcondition proves nothing.
+        const bool killed = row != nullptr && row->state == migration_state::applying;
         for (std::size_t i = start; i < total; ++i)
-            step(m, m.up[i], i, total, false, row != nullptr && i == start);
+            step(m, m.up[i], i, total, false, killed && i == start);
         const auto took =
             std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started);
         mark_applied(m, took);
@@ -359,7 +365,8 @@ public:
             // An `up` stopped part way. If it changed nothing, forgetting it is the whole
             // revert; otherwise it is finished first, because the down steps undo the whole
             // migration, not a part of it.
-            if (finished_steps(s_, m.up, row.steps_done) == 0) {
+            if (finished_steps(s_, m.up, row.steps_done, row.state == migration_state::failed) ==
+                0) {
                 s_.conn().execute(fmt::format("DELETE FROM {} WHERE version = ?", s_.table()),
                                   m.version);
                 report_.applied.push_back(m.version);
@@ -378,17 +385,19 @@ public:
 
 private:
     void mark_applied(const migration& m, std::chrono::milliseconds took) {
-        s_.conn().execute(fmt::format("UPDATE {} SET state = 'applied', steps_done = ?, "
-                                      "steps_total = ?, applied_at = NOW(6), duration_ms = ?, "
-                                      "last_error = NULL WHERE version = ?",
-                                      s_.table()),
-                          m.up.size(), m.up.size(), took.count(), m.version);
+        s_.conn().execute(
+            fmt::format("UPDATE {} SET state = 'applied', steps_done = ?, "
+                        "steps_total = ?, applied_at = UTC_TIMESTAMP(6), duration_ms = ?, "
+                        "last_error = NULL WHERE version = ?",
+                        s_.table()),
+            m.up.size(), m.up.size(), took.count(), m.version);
     }
 
     // Runs the down steps of an applied migration, or continues an interrupted revert.
     void revert(const migration& m, const history_entry& row, bool record) {
         const std::size_t total = m.down.size();
         const bool resuming = row.state == migration_state::reverting;
+        const bool killed = resuming && row.last_error.empty();
         const std::size_t start = resuming ? std::min<std::size_t>(row.steps_done, total) : 0;
         s_.conn().execute(fmt::format("UPDATE {} SET state = 'reverting', steps_done = ?, "
                                       "steps_total = ?, last_error = NULL WHERE version = ?",
@@ -399,7 +408,7 @@ private:
             s_.options(),
             {migration_event::kind::migration_started, true, m.version, m.name, 0, total, {}, {}});
         for (std::size_t i = start; i < total; ++i)
-            step(m, m.down[i], i, total, true, resuming && i == start);
+            step(m, m.down[i], i, total, true, killed && i == start);
         s_.conn().execute(fmt::format("DELETE FROM {} WHERE version = ?", s_.table()), m.version);
         if (record)
             report_.applied.push_back(m.version);
@@ -804,12 +813,13 @@ void migrator::baseline(std::uint64_t version) {
     for (const auto& m : migrations_) {
         if (m.version > version)
             break;
-        s.conn().execute(fmt::format("INSERT INTO {} (version, name, checksum, state, "
-                                     "steps_done, steps_total, started_at, applied_at, "
-                                     "applied_by) VALUES (?, ?, ?, 'applied', ?, ?, NOW(6), "
-                                     "NOW(6), ?)",
-                                     s.table()),
-                         m.version, m.name, m.checksum(), m.up.size(), m.up.size(), s.applied_by());
+        s.conn().execute(
+            fmt::format("INSERT INTO {} (version, name, checksum, state, "
+                        "steps_done, steps_total, started_at, applied_at, "
+                        "applied_by) VALUES (?, ?, ?, 'applied', ?, ?, UTC_TIMESTAMP(6), "
+                        "UTC_TIMESTAMP(6), ?)",
+                        s.table()),
+            m.version, m.name, m.checksum(), m.up.size(), m.up.size(), s.applied_by());
     }
     tx.commit();
 }
@@ -855,11 +865,12 @@ std::string migrator::plan(std::uint64_t from, std::uint64_t to) const {
             out += fmt::format("\n-- {} {}\n", m.version, m.name);
             for (std::size_t i = 0; i < m.up.size(); ++i)
                 statement(m, m.up[i], i);
-            out += fmt::format("INSERT INTO {} (version, name, checksum, state, steps_done, "
-                               "steps_total, started_at, applied_at, applied_by) VALUES ({}, "
-                               "{}, {}, 'applied', {}, {}, NOW(6), NOW(6), USER());\n",
-                               table, m.version, quote_literal(m.name), quote_literal(m.checksum()),
-                               m.up.size(), m.up.size());
+            out += fmt::format(
+                "INSERT INTO {} (version, name, checksum, state, steps_done, "
+                "steps_total, started_at, applied_at, applied_by) VALUES ({}, "
+                "{}, {}, 'applied', {}, {}, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), USER());\n",
+                table, m.version, quote_literal(m.name), quote_literal(m.checksum()), m.up.size(),
+                m.up.size());
         }
     } else {
         for (auto it = migrations_.rbegin(); it != migrations_.rend(); ++it) {

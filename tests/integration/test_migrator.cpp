@@ -668,6 +668,28 @@ TEST_CASE("a failing statement stops the run at that step; the fixed migration r
     check_like_clean(db.options());
 }
 
+TEST_CASE("after a recorded failure, a step is run again, not assumed done by its postcondition") {
+    scratch_database db;
+    const auto chain = test_chain();
+    migrator m(db.options(), chain);
+    m.up(1);
+    // Somebody made a different table b by hand: migration 3's CREATE TABLE b fails.
+    connection conn(db.options());
+    conn.query("CREATE TABLE b (unrelated INT)");
+    expect_error([&] { m.up(); }, client_errc::migration_failed);
+    CHECK(states(m) == "1:applied 2:applied 3:failed ");
+
+    // "table b exists" holds, but the server refused the statement: it proves nothing, and the
+    // next up runs the statement again (and fails again) instead of recording it as done.
+    const auto what = expect_error([&] { m.up(); }, client_errc::migration_failed);
+    CHECK(contains(what, "1050"));
+    CHECK(states(m) == "1:applied 2:applied 3:failed ");
+
+    conn.query("DROP TABLE b");
+    m.up();
+    check_like_clean(db.options());
+}
+
 TEST_CASE("six migrators at once: each version is applied exactly once") {
     scratch_database db;
     constexpr std::size_t n = 6;
