@@ -593,44 +593,32 @@ bool destroys_data(const std::string& sql) {
 
 // ---- postcondition -------------------------------------------------------------------------
 
+postcondition::postcondition(kind k, std::string table, std::string name, std::string type)
+        : kind_(k), table_(std::move(table)), name_(std::move(name)), type_(std::move(type)) {
+}
+
 postcondition postcondition::table_exists(std::string table) {
     require_name(table, "table", "table_exists");
-    postcondition p;
-    p.kind_ = kind::table;
-    p.table_ = std::move(table);
-    return p;
+    return {kind::table, std::move(table), {}};
 }
 
 postcondition postcondition::column_exists(std::string table, std::string column,
                                            std::string column_type) {
     require_name(table, "table", "column_exists");
     require_name(column, "column", "column_exists");
-    postcondition p;
-    p.kind_ = kind::column;
-    p.table_ = std::move(table);
-    p.name_ = std::move(column);
-    p.type_ = std::string(trim(column_type));
-    return p;
+    return {kind::column, std::move(table), std::move(column), std::string(trim(column_type))};
 }
 
 postcondition postcondition::index_exists(std::string table, std::string index) {
     require_name(table, "table", "index_exists");
     require_name(index, "index", "index_exists");
-    postcondition p;
-    p.kind_ = kind::index;
-    p.table_ = std::move(table);
-    p.name_ = std::move(index);
-    return p;
+    return {kind::index, std::move(table), std::move(index)};
 }
 
 postcondition postcondition::foreign_key_exists(std::string table, std::string constraint) {
     require_name(table, "table", "foreign_key_exists");
     require_name(constraint, "constraint", "foreign_key_exists");
-    postcondition p;
-    p.kind_ = kind::foreign_key;
-    p.table_ = std::move(table);
-    p.name_ = std::move(constraint);
-    return p;
+    return {kind::foreign_key, std::move(table), std::move(constraint)};
 }
 
 postcondition postcondition::operator!() const {

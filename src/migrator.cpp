@@ -302,6 +302,15 @@ class applier {
 public:
     applier(session& s, run_report& report) : s_(s), report_(report) {}
 
+private:
+    void tell(migration_event::kind what, bool down, const migration& m, std::size_t step,
+              std::size_t total, std::string summary = {},
+              std::chrono::milliseconds duration = {}) {
+        notify(s_.options(),
+               {what, down, m.version, m.name, step, total, std::move(summary), duration});
+    }
+
+public:
     // Applies `m`. `row` is its history entry when one exists (a half-done up or down).
     void up(const migration& m, const history_entry* row) {
         if (row != nullptr && row->state == migration_state::reverting) {
@@ -337,9 +346,7 @@ public:
                 m.name, m.checksum(), start, total, s_.applied_by(), m.version);
         }
         const auto started = clock::now();
-        notify(
-            s_.options(),
-            {migration_event::kind::migration_started, false, m.version, m.name, 0, total, {}, {}});
+        tell(migration_event::kind::migration_started, false, m, 0, total);
         // Only a killed run (state applying) can have done a step it did not journal; after a
         // recorded failure the step certainly did not run, so its postcondition proves nothing.
         const bool killed = row != nullptr && row->state == migration_state::applying;
@@ -349,14 +356,7 @@ public:
             std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started);
         mark_applied(m, took);
         report_.applied.push_back(m.version);
-        notify(s_.options(), {migration_event::kind::migration_finished,
-                              false,
-                              m.version,
-                              m.name,
-                              total,
-                              total,
-                              {},
-                              took});
+        tell(migration_event::kind::migration_finished, false, m, total, total, {}, took);
     }
 
     // Reverts `m`, whose history entry is `row`.
@@ -404,23 +404,14 @@ private:
                                       s_.table()),
                           start, total, m.version);
         const auto started = clock::now();
-        notify(
-            s_.options(),
-            {migration_event::kind::migration_started, true, m.version, m.name, 0, total, {}, {}});
+        tell(migration_event::kind::migration_started, true, m, 0, total);
         for (std::size_t i = start; i < total; ++i)
             step(m, m.down[i], i, total, true, killed && i == start);
         s_.conn().execute(fmt::format("DELETE FROM {} WHERE version = ?", s_.table()), m.version);
         if (record)
             report_.applied.push_back(m.version);
-        notify(s_.options(),
-               {migration_event::kind::migration_finished,
-                true,
-                m.version,
-                m.name,
-                total,
-                total,
-                {},
-                std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started)});
+        tell(migration_event::kind::migration_finished, true, m, total, total, {},
+             std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started));
     }
 
     void step(const migration& m, const migration_step& st, std::size_t i, std::size_t total,
@@ -430,25 +421,11 @@ private:
             if (auto pc = postcondition_of(st); pc && pc->holds(s_.conn(), s_.database())) {
                 s_.journal_steps(m.version, i + 1);
                 ++report_.steps_skipped;
-                notify(s_.options(), {migration_event::kind::step_skipped,
-                                      down,
-                                      m.version,
-                                      m.name,
-                                      i + 1,
-                                      total,
-                                      summary,
-                                      {}});
+                tell(migration_event::kind::step_skipped, down, m, i + 1, total, summary);
                 return;
             }
         }
-        notify(s_.options(), {migration_event::kind::step_started,
-                              down,
-                              m.version,
-                              m.name,
-                              i + 1,
-                              total,
-                              summary,
-                              {}});
+        tell(migration_event::kind::step_started, down, m, i + 1, total, summary);
         const auto started = clock::now();
         try {
             if (!st.is_data_step() && is_ddl(st.sql)) {
@@ -477,10 +454,8 @@ private:
                    "");
         }
         ++report_.steps_run;
-        notify(s_.options(),
-               {migration_event::kind::step_finished, down, m.version, m.name, i + 1, total,
-                summary,
-                std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started)});
+        tell(migration_event::kind::step_finished, down, m, i + 1, total, summary,
+             std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started));
     }
 
     // Records the failure in the history and throws: our words first, the server's kept

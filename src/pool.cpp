@@ -43,19 +43,12 @@ pool::pool(connect_options connection, pool_options options)
 
 namespace {
 
-std::int64_t global_number(connection& conn, std::string_view name) {
-    const auto r = conn.execute("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES "
-                                "WHERE VARIABLE_NAME = ?",
-                                name);
-    if (r.empty())
-        return -1;
-    return std::stoll(r[0].get<std::string>(0));
-}
-
-std::int64_t status_number(connection& conn, std::string_view name) {
-    const auto r = conn.execute("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-                                "WHERE VARIABLE_NAME = ?",
-                                name);
+// A number from information_schema.GLOBAL_VARIABLES or GLOBAL_STATUS; -1 when absent.
+std::int64_t server_number(connection& conn, std::string_view table, std::string_view name) {
+    const auto r = conn.execute(
+        fmt::format("SELECT VARIABLE_VALUE FROM information_schema.{} WHERE VARIABLE_NAME = ?",
+                    table),
+        name);
     if (r.empty())
         return -1;
     return std::stoll(r[0].get<std::string>(0));
@@ -69,10 +62,12 @@ std::vector<server_finding> server_check(pool& p) {
     auto lease = p.acquire();
     connection& conn = *lease;
     const auto& o = p.options();
-    const std::int64_t max_connections = global_number(conn, "MAX_CONNECTIONS");
-    const std::int64_t max_user_connections = global_number(conn, "MAX_USER_CONNECTIONS");
-    const std::int64_t wait_timeout = global_number(conn, "WAIT_TIMEOUT");
-    const std::int64_t threads_connected = status_number(conn, "THREADS_CONNECTED");
+    const std::int64_t max_connections = server_number(conn, "GLOBAL_VARIABLES", "MAX_CONNECTIONS");
+    const std::int64_t max_user_connections =
+        server_number(conn, "GLOBAL_VARIABLES", "MAX_USER_CONNECTIONS");
+    const std::int64_t wait_timeout = server_number(conn, "GLOBAL_VARIABLES", "WAIT_TIMEOUT");
+    const std::int64_t threads_connected =
+        server_number(conn, "GLOBAL_STATUS", "THREADS_CONNECTED");
     const auto ours = static_cast<std::int64_t>(p.metrics().idle + p.metrics().in_use);
     const auto max_size = static_cast<std::int64_t>(o.max_size);
 

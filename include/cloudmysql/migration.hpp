@@ -58,6 +58,8 @@ public:
     static std::optional<postcondition> derive(const std::string& sql);
 
 private:
+    postcondition(kind k, std::string table, std::string name, std::string type = {});
+
     kind kind_ = kind::table;
     bool negated_ = false;
     std::string table_;
