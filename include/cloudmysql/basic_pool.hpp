@@ -168,7 +168,7 @@ public:
     /// Asio's completion-token form: `void(error_code, pooled_connection)`. Works with a
     /// callback, boost::asio::use_future and boost::asio::use_awaitable. Shares the
     /// first-come-first-served queue with acquire(). The handler runs on its associated
-    /// executor (a coroutine's io_context for use_awaitable).
+    /// executor (a coroutine's io_context for use_awaitable), which must outlive the pool.
     template <class CompletionToken>
     auto async_acquire(CompletionToken&& token,
                        std::source_location where = std::source_location::current()) {
@@ -226,18 +226,21 @@ private:
         return boost::asio::async_initiate<CompletionToken, void(error_code, pooled_connection)>(
             [st = state_, diag, where](auto handler) {
                 auto work = boost::asio::make_work_guard(handler);
-                st->enqueue(where,
-                            [handler = std::move(handler), work = std::move(work),
-                             diag](error_code ec, diagnostics d, pooled_connection conn) mutable {
-                                if (diag != nullptr)
-                                    *diag = std::move(d);
-                                auto ex = work.get_executor();
-                                boost::asio::post(ex, [handler = std::move(handler), ec,
-                                                       conn = std::move(conn)]() mutable {
-                                    handler(ec, std::move(conn));
-                                });
-                                work.reset();
-                            });
+                st->enqueue(where, [handler = std::move(handler), work = std::move(work),
+                                    diag](error_code ec, diagnostics d,
+                                          pooled_connection conn) mutable {
+                    if (diag != nullptr)
+                        *diag = std::move(d);
+                    // The work guard travels with the handler and ends on the
+                    // handler's executor: after post() the pool's thread must not
+                    // touch an io_context that may be gone once the handler ran.
+                    auto ex = work.get_executor();
+                    boost::asio::post(ex, [handler = std::move(handler), ec, conn = std::move(conn),
+                                           work = std::move(work)]() mutable {
+                        work.reset();
+                        handler(ec, std::move(conn));
+                    });
+                });
             },
             token);
     }

@@ -642,8 +642,8 @@ TEST_CASE("the server stops under 32 busy threads and comes back: the same pool 
 
 TEST_CASE("async_acquire with use_awaitable serves 200 coroutines in order of arrival") {
     namespace asio = boost::asio;
+    asio::io_context io; // outlives the pool, whose threads post completions to it
     pool p(test::server_options(), {.max_size = 8, .acquire_timeout = 30s});
-    asio::io_context io;
 
     constexpr int coroutines = 200;
     int arrivals = 0;

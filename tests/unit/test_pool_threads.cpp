@@ -115,8 +115,8 @@ TEST_CASE("waiters get their connections in the order they asked, whichever thre
     pool_options o;
     o.max_size = 4;
     o.acquire_timeout = 30s;
+    boost::asio::io_context io; // outlives the pool, whose threads post to it
     threaded_pool pool(o, fake_connector{server});
-    boost::asio::io_context io;
     constexpr int count = 400;
     std::vector<int> granted;
     for (int i = 0; i < count; ++i)
