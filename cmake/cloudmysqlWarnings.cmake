@@ -5,6 +5,6 @@ function(cloudmysql_strict_warnings target)
     target_compile_options(${target} PRIVATE
       -Wall -Wextra -Wpedantic -Werror
       -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast
-      -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+      -Wcast-align -Woverloaded-virtual -Wimplicit-fallthrough)
   endif()
 endfunction()
