@@ -12,8 +12,7 @@
 //
 // Exit codes: 0 done, 1 failed (the message says why and what to do; verify found problems),
 // 2 bad usage. Times are UTC: this program's sessions run with time_zone '+00:00'.
-#include "clinic_migrations.hpp"
-
+#include <cloudmysql/clinic/schema.hpp>
 #include <cloudmysql/migrator.hpp>
 
 #include <fmt/format.h>
@@ -463,7 +462,7 @@ int main(int argc, char** argv) {
         if (cl.lock_timeout)
             options.lock_timeout = std::chrono::seconds(*cl.lock_timeout);
         options.on_progress = [&progress](const cloudmysql::migration_event& e) { progress(e); };
-        mig.emplace(target_of(cl), clinic_migrations(), std::move(options));
+        mig.emplace(target_of(cl), cloudmysql::clinic::migrations(), std::move(options));
     } catch (const std::invalid_argument& e) { // usage_error, or a bad URL or option value
         fmt::print(stderr,
                    "cloudmysql-migrate: {}\nusage: cloudmysql-migrate [--url URL] [--json] "

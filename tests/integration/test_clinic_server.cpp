@@ -1,0 +1,502 @@
+// examples/clinic_server against a real MariaDB: its pages and JSON (escaping, paging, search,
+// 404 and 405), its metrics and health check, many clients at once on a pool of two, and a
+// database that stops and comes back under the running web server: 503 with the reason while
+// it is down, 200 again afterwards without restarting the web server, and exit 0 on SIGTERM.
+//
+// The test starts a MariaDB of its own (it stops it), applies the clinic migrations there and
+// runs clinic_server as a child process with --port 0, reading the port from its first line.
+// No assertion depends on timing; waits are bounded loops.
+#include "test_server.hpp"
+
+#include <cloudmysql/clinic/schema.hpp>
+#include <cloudmysql/connection.hpp>
+#include <cloudmysql/migrator.hpp>
+
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <poll.h>
+#include <regex>
+#include <spawn.h>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using namespace std::chrono_literals;
+
+bool contains(std::string_view text, std::string_view part) {
+    return text.find(part) != std::string_view::npos;
+}
+
+std::size_t count(std::string_view text, std::string_view part) {
+    std::size_t n = 0;
+    for (auto at = text.find(part); at != std::string_view::npos; at = text.find(part, at + 1))
+        ++n;
+    return n;
+}
+
+// A child process's exit: its code, or -1 when a signal ended it.
+int exit_code(int status) {
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Runs `argv` with `env`, stdout into `stdout_fd` when given, no other descriptor of ours (the
+// servers must not inherit the test's sockets and keep them open).
+pid_t spawn(std::vector<std::string> args, const std::vector<std::string>& env,
+            std::optional<int> stdout_fd = std::nullopt) {
+    std::vector<char*> argv;
+    for (auto& a : args)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_copy = env;
+    std::vector<char*> envp;
+    for (auto& e : env_copy)
+        envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (stdout_fd)
+        posix_spawn_file_actions_adddup2(&actions, *stdout_fd, STDOUT_FILENO);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0)
+        throw std::runtime_error(fmt::format("cannot run {}: {}", args[0], std::strerror(rc)));
+    return pid;
+}
+
+std::vector<std::string> environment() {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e)
+        env.emplace_back(*e);
+    return env;
+}
+
+int wait_for(pid_t pid) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return exit_code(status);
+}
+
+/// A MariaDB of the test's own (the shared sandbox must not be stopped), stopped and deleted
+/// when the guard goes, also when the test fails. As in test_pool.cpp.
+class own_sandbox {
+public:
+    own_sandbox() {
+        const char* script = std::getenv("CLOUDMYSQL_SANDBOX_SCRIPT");
+        const char* dir = std::getenv("CLOUDMYSQL_CLINIC_SANDBOX_DIR");
+        if (script == nullptr || dir == nullptr)
+            throw std::runtime_error("CLOUDMYSQL_SANDBOX_SCRIPT and CLOUDMYSQL_CLINIC_SANDBOX_DIR "
+                                     "are not set: run the test through ctest");
+        script_ = script;
+        dir_ = dir;
+        if (run({"start", dir_, "--ttl", "900"}) != 0)
+            throw std::runtime_error("could not start the sandbox in " + dir_);
+        started_ = true;
+    }
+    own_sandbox(const own_sandbox&) = delete;
+    own_sandbox& operator=(const own_sandbox&) = delete;
+    ~own_sandbox() {
+        if (started_ && run({"stop", dir_}) != 0)
+            MESSAGE("could not stop the sandbox in ", dir_);
+    }
+
+    std::string url() const { return cloudmysql::test::read_first_line(dir_ + "/url"); }
+
+    /// Stops mariadbd (SIGTERM) and waits until it has exited; the data stays.
+    void stop_server() {
+        const pid_t pid = std::stoi(cloudmysql::test::read_first_line(dir_ + "/mysqld.pid"));
+        REQUIRE(::kill(pid, SIGTERM) == 0);
+        bool gone = false;
+        for (int i = 0; i < 600 && !gone; ++i) {
+            gone = !alive(pid);
+            std::this_thread::sleep_for(50ms);
+        }
+        REQUIRE_MESSAGE(gone, "mariadbd ", pid, " did not exit after SIGTERM");
+    }
+
+    /// Starts the same server again: same port, data and passwords.
+    void restart_server() { REQUIRE(run({"restart", dir_}) == 0); }
+
+private:
+    // Not our child (the script detaches it): a zombie counts as gone.
+    static bool alive(pid_t pid) {
+        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+        std::string line;
+        if (!std::getline(stat, line))
+            return false;
+        const auto close = line.rfind(')');
+        return close == std::string::npos || close + 2 >= line.size() ||
+               (line[close + 2] != 'Z' && line[close + 2] != 'X');
+    }
+
+    int run(std::vector<std::string> args) const {
+        args.insert(args.begin(), script_);
+        return wait_for(spawn(std::move(args), environment()));
+    }
+
+    std::string script_;
+    std::string dir_;
+    bool started_ = false;
+};
+
+/// clinic_server as a child process on a port the system picked. Killed if still running when
+/// the guard goes (a failed test).
+class web_server {
+public:
+    web_server(const std::string& database_url, std::vector<std::string> options) {
+        int fds[2];
+        if (::pipe(fds) != 0)
+            throw std::runtime_error("pipe failed");
+        out_ = fds[0];
+        auto env = environment();
+        std::erase_if(env, [](const std::string& e) { return e.starts_with("CLOUDMYSQL_URL="); });
+        env.push_back("CLOUDMYSQL_URL=" + database_url);
+        options.insert(options.begin(), {CLOUDMYSQL_CLINIC_SERVER, "--port", "0"});
+        pid_ = spawn(std::move(options), env, fds[1]);
+        ::close(fds[1]);
+
+        // The first line: "listening on http://127.0.0.1:PORT/".
+        std::string line;
+        const auto deadline = std::chrono::steady_clock::now() + 60s;
+        while (!contains(line, "\n") && std::chrono::steady_clock::now() < deadline) {
+            pollfd p{out_, POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0)
+                continue;
+            char chunk[256];
+            const auto n = ::read(out_, chunk, sizeof chunk);
+            if (n <= 0)
+                break; // it exited
+            line.append(chunk, static_cast<std::size_t>(n));
+        }
+        static const std::regex listening(R"(^listening on http://127\.0\.0\.1:(\d+)/\n)");
+        std::smatch m;
+        if (!std::regex_search(line, m, listening))
+            throw std::runtime_error("clinic_server did not say where it listens; it printed: " +
+                                     line);
+        port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
+    }
+    web_server(const web_server&) = delete;
+    web_server& operator=(const web_server&) = delete;
+    ~web_server() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            wait_for(pid_);
+        }
+        ::close(out_);
+    }
+
+    std::uint16_t port() const { return port_; }
+    bool running() const { return ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+
+    /// Sends `signal` and waits (bounded) for the exit; the exit code, or nothing on a hang.
+    std::optional<int> stop(int signal) {
+        ::kill(pid_, signal);
+        for (int i = 0; i < 600; ++i) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                return exit_code(status);
+            }
+            std::this_thread::sleep_for(50ms);
+        }
+        return std::nullopt;
+    }
+
+private:
+    pid_t pid_ = -1;
+    int out_ = -1;
+    std::uint16_t port_ = 0;
+};
+
+struct reply {
+    unsigned status = 0;
+    std::string content_type;
+    std::string body;
+};
+
+/// One HTTP/1.1 request on a connection of its own.
+reply request(std::uint16_t port, const std::string& target, http::verb verb = http::verb::get) {
+    asio::io_context io;
+    reply out;
+    std::exception_ptr failure;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            boost::beast::tcp_stream stream(co_await asio::this_coro::executor);
+            stream.expires_after(60s); // against a hang; the server answers within seconds
+            co_await stream.async_connect({asio::ip::address_v4::loopback(), port},
+                                          asio::use_awaitable);
+            http::request<http::empty_body> req(verb, target, 11);
+            req.set(http::field::host, "127.0.0.1");
+            req.keep_alive(false);
+            co_await http::async_write(stream, req, asio::use_awaitable);
+            boost::beast::flat_buffer buffer;
+            http::response<http::string_body> res;
+            co_await http::async_read(stream, buffer, res, asio::use_awaitable);
+            out.status = res.result_int();
+            out.content_type = std::string(res[http::field::content_type]);
+            out.body = std::move(res.body());
+        },
+        [&](std::exception_ptr e) { failure = e; });
+    io.run();
+    if (failure)
+        std::rethrow_exception(failure);
+    return out;
+}
+
+/// Asks for `target` until the status is `wanted` (up to `tries` times, 200 ms apart).
+reply request_until(std::uint16_t port, const std::string& target, unsigned wanted,
+                    int tries = 150) {
+    reply r;
+    for (int i = 0; i < tries; ++i) {
+        r = request(port, target);
+        if (r.status == wanted)
+            break;
+        std::this_thread::sleep_for(200ms);
+    }
+    return r;
+}
+
+std::optional<std::int64_t> next_of(const std::string& json) {
+    static const std::regex next(R"("next":(\d+|null)\}$)");
+    std::smatch m;
+    REQUIRE_MESSAGE(std::regex_search(json, m, next), json);
+    return m[1] == "null" ? std::nullopt : std::optional<std::int64_t>(std::stoll(m[1]));
+}
+
+std::vector<std::string> last_names(const std::string& json) {
+    static const std::regex name(R"re("last_name":"([^"]*)")re");
+    std::vector<std::string> names;
+    for (auto it = std::sregex_iterator(json.begin(), json.end(), name);
+         it != std::sregex_iterator(); ++it)
+        names.push_back((*it)[1]);
+    return names;
+}
+
+std::int64_t add_patient(cloudmysql::connection& conn, const std::string& first,
+                         const std::string& last, std::optional<std::string> contact) {
+    using namespace std::chrono;
+    return static_cast<std::int64_t>(
+        conn.execute("INSERT INTO patients (first_name, last_name, date_of_birth, gender, "
+                     "contact_number) VALUES (?, ?, ?, ?, ?)",
+                     first, last, year_month_day(1980y, March, 14d), "female", contact)
+            .last_insert_id());
+}
+
+} // namespace
+
+TEST_CASE("clinic_server: pages, JSON, metrics, and a database that stops and comes back") {
+    own_sandbox sandbox;
+    const std::string url = sandbox.url();
+    const auto options = cloudmysql::connect_options::from_url(url);
+    cloudmysql::migrator(options, cloudmysql::clinic::migrations()).up();
+
+    web_server server(url, {"--threads", "2", "--pool-size", "2"});
+    const auto port = server.port();
+    const auto get = [&](const std::string& target) { return request(port, target); };
+
+    // Empty: the page says how to get data.
+    {
+        const auto page = get("/");
+        CHECK(page.status == 200);
+        CHECK(page.content_type == "text/html; charset=utf-8");
+        CHECK_MESSAGE(contains(page.body, "no patients yet: load some with clinic_load"),
+                      page.body);
+        const auto api = get("/api/patients");
+        CHECK(api.status == 200);
+        CHECK(api.content_type == "application/json");
+        CHECK(api.body == R"({"patients":[],"next":null})");
+    }
+
+    // 30 patients: one whose name and contact need escaping, with two records.
+    cloudmysql::connection conn(options);
+    const auto ann = add_patient(conn, "Ann", "O'Hara & <Lee>", R"(555 "0101")");
+    {
+        using namespace std::chrono;
+        conn.execute("INSERT INTO medical_records (patient_id, diagnosis, treatment, "
+                     "admission_date, discharge_date) VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)",
+                     ann, "Fractured <wrist>", "Cast, 6 weeks", year_month_day(2024y, January, 2d),
+                     year_month_day(2024y, January, 5d), ann, "Flu", "Rest",
+                     year_month_day(2025y, March, 1d), std::nullopt);
+    }
+    add_patient(conn, "Bob", "Smith", std::nullopt);
+    add_patient(conn, "Carla", "Smythe", "555-0199");
+    for (int i = 1; i <= 27; ++i)
+        add_patient(conn, fmt::format("P{}", i), fmt::format("Jones{:02}", i), std::nullopt);
+
+    {
+        const auto page = get("/");
+        REQUIRE(page.status == 200);
+        CHECK(count(page.body, "<tr><td>") == 25);
+        CHECK(contains(page.body, "O&#39;Hara &amp; &lt;Lee&gt;, Ann"));
+        CHECK(contains(page.body, "555 &quot;0101&quot;"));
+        CHECK_FALSE(contains(page.body, "<Lee>"));
+
+        const auto first = get("/api/patients");
+        REQUIRE(first.status == 200);
+        CHECK(count(first.body, R"("first_name":)") == 25);
+        CHECK(contains(first.body, R"("last_name":"O'Hara & <Lee>")"));
+        CHECK(contains(first.body, R"("contact_number":"555 \"0101\"")"));
+        const auto next = next_of(first.body);
+        REQUIRE(next.has_value());
+        CHECK(contains(page.body, fmt::format(R"(href="/?after={}")", *next)));
+        const auto second = get(fmt::format("/api/patients?after={}", *next));
+        CHECK(count(second.body, R"("first_name":)") == 5);
+        CHECK(next_of(second.body) == std::nullopt);
+        CHECK(count(get(fmt::format("/?after={}", *next)).body, "<tr><td>") == 5);
+        CHECK(get("/api/patients?after=x").status == 400);
+    }
+    {
+        // Search by last-name prefix, case-insensitive, by name; pages go on by name.
+        const auto page = get("/?q=sm");
+        REQUIRE(page.status == 200);
+        CHECK(contains(page.body, "Smith, Bob"));
+        CHECK(contains(page.body, "Smythe, Carla"));
+        CHECK_FALSE(contains(page.body, "Jones"));
+        CHECK(contains(get("/?q=nobody").body, "last name starts with &ldquo;nobody&rdquo;"));
+        const auto ohara = get("/api/patients?q=o%27h");
+        CHECK(last_names(ohara.body) == std::vector<std::string>{"O'Hara & <Lee>"});
+        CHECK(last_names(get("/api/patients?q=%25").body).empty()); // a literal %, no wildcard
+
+        std::vector<std::string> names;
+        std::optional<std::int64_t> after = 0;
+        for (int pages = 0; after && pages < 10; ++pages) {
+            const auto r = get(fmt::format("/api/patients?q=JONES&after={}", *after));
+            REQUIRE(r.status == 200);
+            const auto some = last_names(r.body);
+            names.insert(names.end(), some.begin(), some.end());
+            after = next_of(r.body);
+        }
+        CHECK(names.size() == 27);
+        CHECK(std::is_sorted(names.begin(), names.end()));
+        CHECK(std::adjacent_find(names.begin(), names.end()) == names.end());
+    }
+    {
+        const auto page = get(fmt::format("/patients/{}", ann));
+        REQUIRE(page.status == 200);
+        CHECK(contains(page.body, "Fractured &lt;wrist&gt;"));
+        CHECK(contains(page.body, "still admitted"));
+        const auto api = get(fmt::format("/api/patients/{}", ann));
+        REQUIRE(api.status == 200);
+        CHECK(contains(api.body, R"("diagnosis":"Fractured <wrist>")"));
+        CHECK(contains(api.body, R"("admission_date":"2024-01-02","discharge_date":"2024-01-05")"));
+        CHECK(contains(api.body, R"("discharge_date":null)"));
+
+        CHECK(get("/patients/999999").status == 404);
+        CHECK(get("/patients/abc").status == 404);
+        const auto missing = get("/api/patients/999999");
+        CHECK(missing.status == 404);
+        CHECK(missing.body == R"({"error":"no patient with id 999999"})");
+        CHECK(get("/nothing/here").status == 404);
+        CHECK(request(port, "/", http::verb::post).status == 405);
+        CHECK(request(port, "/api/patients", http::verb::delete_).status == 405);
+    }
+    {
+        // 16 clients at once on a pool of 2: requests wait for a connection, none fails.
+        std::atomic<int> ok{0};
+        std::mutex failures_mutex;
+        std::vector<std::string> failures;
+        std::vector<std::thread> clients;
+        for (int c = 0; c < 16; ++c)
+            clients.emplace_back([&] {
+                for (int i = 0; i < 5; ++i) {
+                    try {
+                        const auto r = request(port, "/api/patients?q=jones");
+                        if (r.status == 200)
+                            ++ok;
+                        else
+                            throw std::runtime_error(fmt::format("{}: {}", r.status, r.body));
+                    } catch (const std::exception& e) {
+                        std::lock_guard lock(failures_mutex);
+                        failures.emplace_back(e.what());
+                    }
+                }
+            });
+        for (auto& t : clients)
+            t.join();
+        CHECK_MESSAGE(failures.empty(), failures.size(),
+                      " failed; first: ", failures.empty() ? "" : failures.front());
+        CHECK(ok == 80);
+
+        const auto metrics = get("/metrics");
+        CHECK(metrics.status == 200);
+        CHECK(metrics.content_type.starts_with("text/plain; version=0.0.4"));
+        CHECK(contains(metrics.body, "db_client_connection_count"));
+        CHECK(contains(metrics.body, R"(db_client_connection_max{pool_name="clinic_server"} 2)"));
+        const auto health = get("/healthz");
+        CHECK(health.status == 200);
+        CHECK_MESSAGE(health.body.starts_with("ok: database answers ("), health.body);
+    }
+
+    // The database stops: every data route answers 503 with the reason, the rest still works.
+    sandbox.stop_server();
+    {
+        const auto health = request_until(port, "/healthz", 503);
+        REQUIRE(health.status == 503);
+        CHECK_MESSAGE(health.body.starts_with("database unavailable: "), health.body);
+        CHECK(health.body.size() > 40);
+        const auto page = get("/");
+        CHECK(page.status == 503);
+        CHECK(page.content_type == "text/html; charset=utf-8");
+        CHECK_MESSAGE(contains(page.body, R"(<p class="error">database unavailable: )"), page.body);
+        const auto api = get(fmt::format("/api/patients/{}", ann));
+        CHECK(api.status == 503);
+        CHECK_MESSAGE(api.body.starts_with(R"({"error":"database unavailable: )"), api.body);
+        CHECK(get("/metrics").status == 200);
+        CHECK(server.running());
+    }
+
+    // It comes back: the same web server serves again, by itself.
+    sandbox.restart_server();
+    {
+        const auto health = request_until(port, "/healthz", 200);
+        CHECK_MESSAGE(health.status == 200, health.body);
+        const auto page = request_until(port, "/", 200);
+        CHECK(page.status == 200);
+        CHECK(contains(page.body, "Smith, Bob"));
+        CHECK(get(fmt::format("/api/patients/{}", ann)).status == 200);
+    }
+
+    const auto code = server.stop(SIGTERM);
+    REQUIRE_MESSAGE(code.has_value(), "clinic_server did not exit within 30 s of SIGTERM");
+    CHECK(*code == 0);
+}
