@@ -6,6 +6,7 @@
 // The test starts a MariaDB of its own (it stops it), applies the clinic migrations there and
 // runs clinic_server as a child process with --port 0, reading the port from its first line.
 // No assertion depends on timing; waits are bounded loops.
+#include "own_sandbox.hpp"
 #include "test_server.hpp"
 
 #include <cloudmysql/clinic/schema.hpp>
@@ -115,68 +116,6 @@ int wait_for(pid_t pid) {
             return -1;
     return exit_code(status);
 }
-
-/// A MariaDB of the test's own (the shared sandbox must not be stopped), stopped and deleted
-/// when the guard goes, also when the test fails. As in test_pool.cpp.
-class own_sandbox {
-public:
-    own_sandbox() {
-        const char* script = std::getenv("CLOUDMYSQL_SANDBOX_SCRIPT");
-        const char* dir = std::getenv("CLOUDMYSQL_CLINIC_SANDBOX_DIR");
-        if (script == nullptr || dir == nullptr)
-            throw std::runtime_error("CLOUDMYSQL_SANDBOX_SCRIPT and CLOUDMYSQL_CLINIC_SANDBOX_DIR "
-                                     "are not set: run the test through ctest");
-        script_ = script;
-        dir_ = dir;
-        if (run({"start", dir_, "--ttl", "900"}) != 0)
-            throw std::runtime_error("could not start the sandbox in " + dir_);
-        started_ = true;
-    }
-    own_sandbox(const own_sandbox&) = delete;
-    own_sandbox& operator=(const own_sandbox&) = delete;
-    ~own_sandbox() {
-        if (started_ && run({"stop", dir_}) != 0)
-            MESSAGE("could not stop the sandbox in ", dir_);
-    }
-
-    std::string url() const { return cloudmysql::test::read_first_line(dir_ + "/url"); }
-
-    /// Stops mariadbd (SIGTERM) and waits until it has exited; the data stays.
-    void stop_server() {
-        const pid_t pid = std::stoi(cloudmysql::test::read_first_line(dir_ + "/mysqld.pid"));
-        REQUIRE(::kill(pid, SIGTERM) == 0);
-        bool gone = false;
-        for (int i = 0; i < 600 && !gone; ++i) {
-            gone = !alive(pid);
-            std::this_thread::sleep_for(50ms);
-        }
-        REQUIRE_MESSAGE(gone, "mariadbd ", pid, " did not exit after SIGTERM");
-    }
-
-    /// Starts the same server again: same port, data and passwords.
-    void restart_server() { REQUIRE(run({"restart", dir_}) == 0); }
-
-private:
-    // Not our child (the script detaches it): a zombie counts as gone.
-    static bool alive(pid_t pid) {
-        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-        std::string line;
-        if (!std::getline(stat, line))
-            return false;
-        const auto close = line.rfind(')');
-        return close == std::string::npos || close + 2 >= line.size() ||
-               (line[close + 2] != 'Z' && line[close + 2] != 'X');
-    }
-
-    int run(std::vector<std::string> args) const {
-        args.insert(args.begin(), script_);
-        return wait_for(spawn(std::move(args), environment()));
-    }
-
-    std::string script_;
-    std::string dir_;
-    bool started_ = false;
-};
 
 /// clinic_server as a child process on a port the system picked. Killed if still running when
 /// the guard goes (a failed test).
@@ -325,7 +264,7 @@ std::int64_t add_patient(cloudmysql::connection& conn, const std::string& first,
 } // namespace
 
 TEST_CASE("clinic_server: pages, JSON, metrics, and a database that stops and comes back") {
-    own_sandbox sandbox;
+    cloudmysql::test::own_sandbox sandbox("CLOUDMYSQL_CLINIC_SANDBOX_DIR");
     const std::string url = sandbox.url();
     const auto options = cloudmysql::connect_options::from_url(url);
     cloudmysql::migrator(options, cloudmysql::clinic::migrations()).up();

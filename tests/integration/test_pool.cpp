@@ -5,6 +5,7 @@
 // A program of its own, run serially (see CMakeLists.txt): it fills the server's connection
 // slots and counts the app user's sessions in PROCESSLIST, so no other test may connect
 // meanwhile. No assertion depends on timing; waits are bounded loops.
+#include "own_sandbox.hpp"
 #include "test_server.hpp"
 
 #include <cloudmysql/pool.hpp>
@@ -125,6 +126,21 @@ std::string describe(std::string_view stage, const error_code& ec, const diagnos
                        diag.client_message(), diag.server_message());
 }
 
+/// `count` leases, each running SELECT 1; every failure goes to `failures`.
+void acquire_and_select(pool& p, int count, failure_log& failures) {
+    for (int i = 0; i < count; ++i) {
+        error_code ec;
+        diagnostics diag;
+        auto conn = p.acquire(ec, diag);
+        if (ec) {
+            failures.add(describe("acquire", ec, diag));
+            continue;
+        }
+        if (!select_one(*conn, ec, diag))
+            failures.add(describe("SELECT 1", ec, diag));
+    }
+}
+
 } // namespace
 
 TEST_CASE("64 threads share 16 connections: no errors, and the server never sees more than 16") {
@@ -160,19 +176,7 @@ TEST_CASE("64 threads share 16 connections: no errors, and the server never sees
     const auto started = std::chrono::steady_clock::now();
     std::vector<std::thread> workers;
     for (int t = 0; t < threads; ++t)
-        workers.emplace_back([&] {
-            for (int i = 0; i < acquires_per_thread; ++i) {
-                error_code ec;
-                diagnostics diag;
-                auto conn = p.acquire(ec, diag);
-                if (ec) {
-                    failures.add(describe("acquire", ec, diag));
-                    continue;
-                }
-                if (!select_one(*conn, ec, diag))
-                    failures.add(describe("SELECT 1", ec, diag));
-            }
-        });
+        workers.emplace_back([&] { acquire_and_select(p, acquires_per_thread, failures); });
     for (auto& w : workers)
         w.join();
     workers_done = true;
@@ -273,19 +277,7 @@ TEST_CASE("connections the server killed while idle are replaced before anyone g
     failure_log failures;
     std::vector<std::thread> workers;
     for (int t = 0; t < 4; ++t)
-        workers.emplace_back([&] {
-            for (int i = 0; i < 250; ++i) {
-                error_code ec;
-                diagnostics diag;
-                auto conn = p.acquire(ec, diag);
-                if (ec) {
-                    failures.add(describe("acquire", ec, diag));
-                    continue;
-                }
-                if (!select_one(*conn, ec, diag))
-                    failures.add(describe("SELECT 1", ec, diag));
-            }
-        });
+        workers.emplace_back([&] { acquire_and_select(p, 250, failures); });
     for (auto& w : workers)
         w.join();
 
@@ -450,91 +442,8 @@ TEST_CASE("a full server: acquires fail with server_full, connects back off, the
     }
 }
 
-namespace {
-
-/// A MariaDB sandbox of the test's own, to stop and start again without disturbing the shared
-/// one. Stopped and deleted when the guard goes, also when the test fails.
-class own_sandbox {
-public:
-    own_sandbox() {
-        const char* script = std::getenv("CLOUDMYSQL_SANDBOX_SCRIPT");
-        const char* dir = std::getenv("CLOUDMYSQL_RESTART_SANDBOX_DIR");
-        if (script == nullptr || dir == nullptr)
-            throw std::runtime_error("CLOUDMYSQL_SANDBOX_SCRIPT and CLOUDMYSQL_RESTART_SANDBOX_DIR "
-                                     "are not set: run the test through ctest");
-        script_ = script;
-        dir_ = dir;
-        if (run({"start", dir_, "--ttl", "900"}) != 0)
-            throw std::runtime_error("could not start the sandbox in " + dir_);
-        started_ = true;
-    }
-    own_sandbox(const own_sandbox&) = delete;
-    own_sandbox& operator=(const own_sandbox&) = delete;
-    ~own_sandbox() {
-        if (started_ && run({"stop", dir_}) != 0)
-            MESSAGE("could not stop the sandbox in ", dir_);
-    }
-
-    connect_options options() const {
-        return connect_options::from_url(test::read_first_line(dir_ + "/url"));
-    }
-
-    /// Stops mariadbd (SIGTERM) and waits until it has exited; the data stays.
-    void stop_server() {
-        const pid_t pid = std::stoi(test::read_first_line(dir_ + "/mysqld.pid"));
-        REQUIRE(::kill(pid, SIGTERM) == 0);
-        REQUIRE_MESSAGE(eventually([&] { return !alive(pid); }, 600, 50ms), "mariadbd ", pid,
-                        " did not exit after SIGTERM");
-    }
-
-    /// Starts the same server again: same port, data and passwords.
-    void restart_server() { REQUIRE(run({"restart", dir_}) == 0); }
-
-private:
-    // The server is not our child (the script detaches it), so no waitpid: a zombie counts
-    // as gone.
-    static bool alive(pid_t pid) {
-        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-        std::string line;
-        if (!std::getline(stat, line))
-            return false;
-        const auto close = line.rfind(')');
-        return close == std::string::npos || close + 2 >= line.size() ||
-               (line[close + 2] != 'Z' && line[close + 2] != 'X');
-    }
-
-    // posix_spawn rather than system(): the server the script starts must not inherit this
-    // process's sockets (the pool's connections) and keep them open.
-    int run(std::vector<std::string> args) const {
-        args.insert(args.begin(), script_);
-        std::vector<char*> argv;
-        for (auto& a : args)
-            argv.push_back(a.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-        pid_t pid = 0;
-        const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        if (rc != 0)
-            return -1;
-        int status = 0;
-        while (::waitpid(pid, &status, 0) < 0)
-            if (errno != EINTR)
-                return -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    }
-
-    std::string script_;
-    std::string dir_;
-    bool started_ = false;
-};
-
-} // namespace
-
 TEST_CASE("the server stops under 32 busy threads and comes back: the same pool serves again") {
-    own_sandbox sandbox;
+    test::own_sandbox sandbox("CLOUDMYSQL_RESTART_SANDBOX_DIR");
     // backoff_max 1 s (default 10 s): the pool tries again within a second of the server's
     // return, which keeps the test short.
     pool p(sandbox.options(), {.max_size = 8, .acquire_timeout = 1s, .backoff_max = 1s});
