@@ -27,7 +27,8 @@ namespace cloudmysql::test {
 /// deletes it when the guard goes, also when the test fails.
 class own_sandbox {
 public:
-    explicit own_sandbox(const char* dir_variable) {
+    /// `start_args` go to `mariadb-sandbox start` after the directory (e.g. "--no-tls").
+    explicit own_sandbox(const char* dir_variable, const std::vector<std::string>& start_args = {}) {
         const char* script = std::getenv("CLOUDMYSQL_SANDBOX_SCRIPT");
         const char* dir = std::getenv(dir_variable);
         if (script == nullptr || dir == nullptr)
@@ -35,7 +36,9 @@ public:
                                      " are not set: run the test through ctest");
         script_ = script;
         dir_ = dir;
-        if (run({"start", dir_, "--ttl", "900"}) != 0)
+        std::vector<std::string> args{"start", dir_, "--ttl", "900"};
+        args.insert(args.end(), start_args.begin(), start_args.end());
+        if (run(args) != 0)
             throw std::runtime_error("could not start the sandbox in " + dir_);
         started_ = true;
     }
