@@ -25,7 +25,11 @@ namespace {
 constexpr std::string_view url_syntax =
     "mysql://USER[:PASSWORD]@HOST[:PORT][/DATABASE][?PARAM=VALUE&...]";
 constexpr std::string_view known_parameters =
-    "ssl-mode, ssl-ca, connect-timeout, read-timeout, write-timeout, socket";
+    "ssl-mode, ssl-ca, connect-timeout, read-timeout, write-timeout, socket, keepalive, "
+    "keepalive-idle, keepalive-interval, keepalive-count";
+constexpr std::array<std::string_view, 10> parameter_names{
+    "ssl-mode", "ssl-ca",    "connect-timeout", "read-timeout",       "write-timeout",
+    "socket",   "keepalive", "keepalive-idle",  "keepalive-interval", "keepalive-count"};
 constexpr std::string_view masked_password = "****";
 
 // MySQL and MariaDB limit schema names to 64 characters.
@@ -35,6 +39,9 @@ constexpr std::size_t max_host_chars = 253;
 
 constexpr std::chrono::seconds default_connect_timeout{3};
 constexpr std::chrono::seconds max_timeout{3600};
+// Linux's limits for TCP_KEEPIDLE / TCP_KEEPINTVL and TCP_KEEPCNT.
+constexpr std::uint32_t max_keepalive_seconds = 32767;
+constexpr std::uint32_t max_keepalive_count = 127;
 
 [[noreturn]] void throw_url_error(std::string_view what) {
     throw std::invalid_argument(fmt::format("invalid URL: {}", what));
@@ -476,18 +483,35 @@ void apply_parameter(std::string_view key, std::string value, connect_options& o
         opts.read_timeout = parse_timeout(key, value, 0);
     } else if (key == "write-timeout") {
         opts.write_timeout = parse_timeout(key, value, 0);
+    } else if (key == "keepalive") {
+        if (iequals(value, "on") || value == "1" || iequals(value, "true"))
+            opts.keepalive.enabled = true;
+        else if (iequals(value, "off") || value == "0" || iequals(value, "false"))
+            opts.keepalive.enabled = false;
+        else
+            throw_url_error(fmt::format("keepalive '{}' is not on or off", value));
+    } else if (key == "keepalive-idle" || key == "keepalive-interval") {
+        auto seconds = parse_unsigned(value, max_keepalive_seconds);
+        if (!seconds || *seconds == 0) {
+            throw_url_error(fmt::format("{} '{}' is not a number of seconds from 1 to {}", key,
+                                        value, max_keepalive_seconds));
+        }
+        (key == "keepalive-idle" ? opts.keepalive.idle : opts.keepalive.interval) =
+            std::chrono::seconds{*seconds};
+    } else if (key == "keepalive-count") {
+        auto count = parse_unsigned(value, max_keepalive_count);
+        if (!count || *count == 0) {
+            throw_url_error(fmt::format("keepalive-count '{}' is not a number from 1 to {}", value,
+                                        max_keepalive_count));
+        }
+        opts.keepalive.count = static_cast<int>(*count);
     } else {
         opts.unix_socket = std::move(value);
     }
 }
 
 bool is_known_parameter(std::string_view key) noexcept {
-    for (std::string_view known :
-         {"ssl-mode", "ssl-ca", "connect-timeout", "read-timeout", "write-timeout", "socket"}) {
-        if (key == known)
-            return true;
-    }
-    return false;
+    return std::find(parameter_names.begin(), parameter_names.end(), key) != parameter_names.end();
 }
 
 // KEY=VALUE pairs separated by '&'. Keys are matched exactly; a value of an unknown key is never
@@ -495,7 +519,7 @@ bool is_known_parameter(std::string_view key) noexcept {
 void parse_query(std::string_view query, connect_options& opts) {
     if (query.empty())
         return; // a bare trailing '?'
-    std::array<std::string_view, 6> seen{};
+    std::array<std::string_view, parameter_names.size()> seen{};
     std::size_t seen_count = 0;
     while (true) {
         std::size_t amp = query.find('&');
@@ -549,8 +573,11 @@ tls_mode connect_options::effective_tls_mode() const noexcept {
     if (tls_mode)
         return *tls_mode;
     // Loopback traffic never leaves the machine, and local test servers rarely have a
-    // certificate for "localhost"; anything else gets full verification by default.
-    return is_local() ? tls_mode::preferred : tls_mode::verify_identity;
+    // certificate for "localhost"; anything else gets full verification by default. A token
+    // goes over TCP only to a verified server, loopback included (see validate()).
+    if (!unix_socket.empty() || (is_local() && !credentials))
+        return tls_mode::preferred;
+    return tls_mode::verify_identity;
 }
 
 bool connect_options::is_local() const noexcept {
@@ -577,6 +604,26 @@ void connect_options::validate() const {
     };
     check_io_timeout("read_timeout", read_timeout);
     check_io_timeout("write_timeout", write_timeout);
+    auto check_keepalive_seconds = [](std::string_view name, std::chrono::seconds value) {
+        if (value < std::chrono::seconds{1} || value > std::chrono::seconds{max_keepalive_seconds})
+            throw_option_error(fmt::format("keepalive.{} is {} s; expected 1 s to {} s", name,
+                                           value.count(), max_keepalive_seconds));
+    };
+    check_keepalive_seconds("idle", keepalive.idle);
+    check_keepalive_seconds("interval", keepalive.interval);
+    if (keepalive.count < 1 || keepalive.count > static_cast<int>(max_keepalive_count)) {
+        throw_option_error(fmt::format("keepalive.count is {}; expected 1 to {}", keepalive.count,
+                                       max_keepalive_count));
+    }
+    // A credential provider hands out tokens that the server may ask for in cleartext
+    // (mysql_clear_password): they go only where nobody can read or intercept them.
+    if (credentials && unix_socket.empty() && effective_tls_mode() < tls_mode::verify_ca) {
+        throw_option_error(fmt::format(
+            "the credential provider '{}' would send its token with ssl-mode={}, where it can be "
+            "read or intercepted; use ssl-mode=VERIFY_CA or VERIFY_IDENTITY (with ssl-ca naming "
+            "the server's CA), or a unix socket",
+            credentials.name(), to_string(effective_tls_mode())));
+    }
 }
 
 connect_options connect_options::from_url(std::string_view url) {
@@ -674,6 +721,15 @@ std::string connect_options::to_url() const {
     if (write_timeout.count() != 0) {
         add_parameter("write-timeout", std::to_string(write_timeout.count()));
     }
+    const tcp_keepalive default_keepalive;
+    if (!keepalive.enabled)
+        add_parameter("keepalive", "off");
+    if (keepalive.idle != default_keepalive.idle)
+        add_parameter("keepalive-idle", std::to_string(keepalive.idle.count()));
+    if (keepalive.interval != default_keepalive.interval)
+        add_parameter("keepalive-interval", std::to_string(keepalive.interval.count()));
+    if (keepalive.count != default_keepalive.count)
+        add_parameter("keepalive-count", std::to_string(keepalive.count));
     return url;
 }
 

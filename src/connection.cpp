@@ -9,11 +9,18 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <system_error>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 namespace cloudmysql {
 namespace detail {
@@ -156,7 +163,34 @@ void apply_options(MYSQL* mysql, const connect_options& opts) {
     set_option(mysql, MYSQL_OPT_LOCAL_INFILE, 0U);      // the server must not read our files
     set_option(mysql, MYSQL_OPT_RECONNECT, my_bool{0}); // a silent reconnect loses the session
     set_option(mysql, MYSQL_REPORT_DATA_TRUNCATION, my_bool{1});
+    // Tokens are cleartext passwords (mysql_clear_password); validate() allows a provider only
+    // over verified TLS or a unix socket.
+    if (opts.credentials)
+        set_option(mysql, MYSQL_ENABLE_CLEARTEXT_PLUGIN, my_bool{1});
     apply_tls(mysql, opts);
+}
+
+// TCP keepalive on the connected socket (libmariadb has no option for it).
+bool apply_keepalive(MYSQL* mysql, const connect_options& opts, error_code& ec, diagnostics& diag) {
+    if (!opts.unix_socket.empty())
+        return true;
+    const int fd = static_cast<int>(mysql_get_socket(mysql));
+    auto set = [&](int level, int name, int setting, std::string_view what) {
+        if (::setsockopt(fd, level, name, &setting, sizeof setting) == 0)
+            return true;
+        set_client_error(client_errc::socket_option_failed,
+                         fmt::format("connected to {} but could not set {} on its socket: {}",
+                                     opts.describe(), what, std::strerror(errno)),
+                         ec, diag);
+        return false;
+    };
+    const tcp_keepalive& k = opts.keepalive;
+    if (!k.enabled)
+        return set(SOL_SOCKET, SO_KEEPALIVE, 0, "SO_KEEPALIVE");
+    return set(IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(k.idle.count()), "TCP_KEEPIDLE") &&
+           set(IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(k.interval.count()), "TCP_KEEPINTVL") &&
+           set(IPPROTO_TCP, TCP_KEEPCNT, k.count, "TCP_KEEPCNT") &&
+           set(SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
 }
 
 // Why a connect attempt failed, told for the TLS cases that libmariadb words tersely.
@@ -317,13 +351,19 @@ void connection::connect(const connect_options& opts, error_code& ec, diagnostic
 
     std::string password = opts.password;
     if (opts.credentials) {
+        std::string why;
         try {
             password = opts.credentials();
+            if (password.empty())
+                why = "it returned an empty password";
         } catch (const std::exception& e) {
+            why = e.what();
+        }
+        if (!why.empty()) {
             set_client_error(client_errc::credential_provider_failed,
-                             fmt::format("cannot connect to {}: the credential provider failed: "
-                                         "{}",
-                                         opts.describe(), e.what()),
+                             fmt::format("cannot connect to {}: the credential provider '{}' "
+                                         "failed: {}",
+                                         opts.describe(), opts.credentials.name(), why),
                              ec, diag);
             return;
         }
@@ -337,6 +377,13 @@ void connection::connect(const connect_options& opts, error_code& ec, diagnostic
             opts.unix_socket.empty() ? nullptr : opts.unix_socket.c_str(), 0) != nullptr;
     if (!connected) {
         set_connect_error(mysql, opts, std::chrono::steady_clock::now() - started, ec, diag);
+        if (opts.credentials && diag.error_class() == error_class::auth) {
+            opts.credentials.rejected(); // a cached token is stale: fetch a new one next time
+            diag = diagnostics(fmt::format("{} (the password came from the credential provider "
+                                           "'{}')",
+                                           diag.client_message(), opts.credentials.name()),
+                               diag.server_message(), diag.sqlstate(), diag.error_class());
+        }
         return;
     }
 
@@ -350,7 +397,7 @@ void connection::connect(const connect_options& opts, error_code& ec, diagnostic
                          ec, diag);
         return;
     }
-    if (!run_init_statements(mysql, opts, ec, diag))
+    if (!apply_keepalive(mysql, opts, ec, diag) || !run_init_statements(mysql, opts, ec, diag))
         return;
     impl_ = std::move(next);
 }
@@ -376,6 +423,7 @@ result connection::query(std::string_view sql, error_code& ec, diagnostics& diag
     diag.clear();
     if (!check_open(impl_.get(), "query", ec, diag))
         return {};
+    const detail::fault_watch watch(impl_->fault, diag);
     MYSQL* mysql = impl_->mysql;
     const auto context = [&] { return fmt::format("query '{}' failed", detail::excerpt(sql)); };
     if (mysql_real_query(mysql, sql.data(), sql.size()) != 0) {
@@ -435,8 +483,10 @@ statement connection::prepare(std::string_view sql, error_code& ec, diagnostics&
     diag.clear();
     if (!check_open(impl_.get(), "prepare", ec, diag))
         return {};
+    const detail::fault_watch watch(impl_->fault, diag);
     auto p = std::make_unique<statement::impl>();
     p->sql_excerpt = detail::excerpt(sql);
+    p->fault = impl_->fault;
     p->stmt = mysql_stmt_init(impl_->mysql);
     if (p->stmt == nullptr) {
         set_error_from(impl_->mysql, "prepare failed", ec, diag);
@@ -461,6 +511,7 @@ void connection::ping(error_code& ec, diagnostics& diag) {
     diag.clear();
     if (!check_open(impl_.get(), "ping", ec, diag))
         return;
+    const detail::fault_watch watch(impl_->fault, diag);
     if (mysql_ping(impl_->mysql) != 0)
         set_error_from(impl_->mysql, "ping failed", ec, diag);
 }
@@ -477,6 +528,7 @@ void connection::reset(error_code& ec, diagnostics& diag) {
     diag.clear();
     if (!check_open(impl_.get(), "reset", ec, diag))
         return;
+    const detail::fault_watch watch(impl_->fault, diag);
     if (mysql_reset_connection(impl_->mysql) != 0) {
         set_error_from(impl_->mysql, "reset failed", ec, diag);
         return;
@@ -519,6 +571,27 @@ std::string connection::tls_cipher() const {
         return {};
     const char* cipher = mysql_get_ssl_cipher(impl_->mysql);
     return cipher ? cipher : "";
+}
+
+error_class connection::fault() const noexcept {
+    return impl_ ? *impl_->fault : error_class::none;
+}
+
+std::optional<tcp_keepalive> connection::keepalive_in_effect() const {
+    if (!is_open() || !impl_->options.unix_socket.empty())
+        return std::nullopt;
+    const int fd = static_cast<int>(mysql_get_socket(impl_->mysql));
+    auto read = [fd](int level, int name) {
+        int setting = 0;
+        socklen_t size = sizeof setting;
+        if (::getsockopt(fd, level, name, &setting, &size) != 0)
+            throw std::system_error(errno, std::generic_category(),
+                                    "cloudmysql: cannot read the socket's keepalive settings");
+        return setting;
+    };
+    return tcp_keepalive{
+        read(SOL_SOCKET, SO_KEEPALIVE) != 0, std::chrono::seconds(read(IPPROTO_TCP, TCP_KEEPIDLE)),
+        std::chrono::seconds(read(IPPROTO_TCP, TCP_KEEPINTVL)), read(IPPROTO_TCP, TCP_KEEPCNT)};
 }
 
 const connect_options& connection::options() const noexcept {

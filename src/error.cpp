@@ -47,6 +47,8 @@ public:
             return "another migrator holds the migration lock";
         case client_errc::migration_refused:
             return "the database and the program's migrations disagree";
+        case client_errc::socket_option_failed:
+            return "a socket option could not be set";
         }
         return fmt::format("cloudmysql error {}", ev);
     }
@@ -150,6 +152,7 @@ error_class classify(const error_code& ec) noexcept {
             return error_class::timeout;
         case client_errc::migration_failed:
         case client_errc::migration_refused:
+        case client_errc::socket_option_failed:
             return error_class::other;
         case client_errc::field_is_null:
         case client_errc::type_mismatch:

@@ -18,9 +18,14 @@
 
 namespace cloudmysql {
 
+/// connection::fault(): shared with the statements prepared on the session, whose errors
+/// count too.
+using session_fault = std::shared_ptr<error_class>;
+
 struct connection::impl {
     MYSQL* mysql = nullptr;
     connect_options options;
+    session_fault fault = std::make_shared<error_class>(error_class::none);
 
     impl() = default;
     impl(const impl&) = delete;
@@ -38,6 +43,7 @@ struct connection::impl {
 struct statement::impl {
     MYSQL_STMT* stmt = nullptr;
     std::string sql_excerpt;
+    session_fault fault;
 
     impl() = default;
     impl(const impl&) = delete;
@@ -59,6 +65,29 @@ void set_error_from(MYSQL* mysql, std::string_view context, error_code& ec, diag
 void set_error_from(MYSQL_STMT* stmt, std::string_view context, error_code& ec, diagnostics& diag);
 /// Fills ec and diag with one of our own errors.
 void set_client_error(client_errc code, std::string message, error_code& ec, diagnostics& diag);
+
+/// Marks the session faulty when `diag` says it was lost or turned read-only.
+inline void note_fault(const session_fault& fault, const diagnostics& diag) noexcept {
+    const error_class cls = diag.error_class();
+    if (fault && (cls == error_class::connection_lost || cls == error_class::read_only) &&
+        *fault == error_class::none)
+        *fault = cls;
+}
+
+/// Calls note_fault() when it goes out of scope: put one at the top of an operation, and every
+/// way out of it is covered.
+class fault_watch {
+public:
+    fault_watch(session_fault fault, const diagnostics& diag) noexcept
+            : fault_(std::move(fault)), diag_(diag) {}
+    fault_watch(const fault_watch&) = delete;
+    fault_watch& operator=(const fault_watch&) = delete;
+    ~fault_watch() { note_fault(fault_, diag_); }
+
+private:
+    session_fault fault_;
+    const diagnostics& diag_;
+};
 
 /// What the user should do about an error of this class ("" when nothing useful applies).
 std::string_view hint_for(error_class cls) noexcept;

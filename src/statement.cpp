@@ -393,6 +393,7 @@ result statement::execute_span(std::span<const param> params, error_code& ec, di
         return {};
     }
     MYSQL_STMT* stmt = impl_->stmt;
+    const detail::fault_watch watch(impl_->fault, diag);
     const auto context = [&] { return fmt::format("execute '{}' failed", impl_->sql_excerpt); };
     if (stmt->mysql == nullptr) {
         // libmariadb detaches statements when their session is reset or closed, and would

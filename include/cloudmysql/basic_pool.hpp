@@ -55,6 +55,10 @@ concept pool_connector = std::movable<typename C::connection_type> &&
     // Closes it; must not throw.
     { c.close(conn) }
     noexcept;
+    // connection_lost or read_only when an operation on the connection failed that way since
+    // it opened (the pool then closes it on return and retires older ones); none otherwise.
+    { c.fault(std::as_const(conn)) }
+    noexcept->std::same_as<error_class>;
 };
 
 /// Selects the constructor that starts no threads: the caller runs the pool's work with
@@ -791,6 +795,12 @@ private:
                 const time_point now = Clock::now();
                 --leased_;
                 metrics_.use_time.record(now - s->leased_at);
+                // A session that was lost or turned read-only goes, also when the user simply
+                // returns it: it points at a server that no longer serves writes.
+                if (!discard && reason == error_class::none) {
+                    reason = connector_.fault(std::as_const(s->conn));
+                    discard = reason != error_class::none;
+                }
                 if (closed_) {
                     begin_close(s, close_reason::pool_closed, out);
                 } else if (discard) {

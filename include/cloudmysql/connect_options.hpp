@@ -1,6 +1,8 @@
 // How to reach a server: address, credentials, TLS, timeouts and session set-up.
 #pragma once
 
+#include <cloudmysql/credentials.hpp>
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -26,11 +28,18 @@ enum class tls_mode {
 /// "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA" or "VERIFY_IDENTITY" (the URL spelling).
 std::string_view to_string(tls_mode mode) noexcept;
 
-/// Supplies the password for each new connection. Called once per connect attempt, on the
-/// connecting thread; cloud access tokens (Azure Entra, Cloud SQL IAM) expire, so fetch a
-/// fresh or cached-and-valid one here. An exception it throws fails the connect with
-/// client_errc::credential_provider_failed, carrying its message.
-using credential_provider = std::function<std::string()>;
+/// TCP keepalive: after `idle` without traffic the kernel sends a probe every `interval`, and
+/// gives the connection up after `count` unanswered probes. It keeps idle connections alive
+/// through load balancers and NAT (Azure's drops flows idle for 4 minutes) and ends those whose
+/// path died silently. Unused over unix sockets.
+struct tcp_keepalive {
+    bool enabled = true;
+    std::chrono::seconds idle{60};     ///< 1 s to 32767 s
+    std::chrono::seconds interval{10}; ///< 1 s to 32767 s
+    int count = 3;                     ///< 1 to 127
+
+    bool operator==(const tcp_keepalive&) const = default;
+};
 
 /// Everything needed to open a connection. Build it in code or with from_url().
 ///
@@ -46,8 +55,9 @@ struct connect_options {
     std::string password{}; ///< ignored when credentials is set
     std::string database{}; ///< default schema; empty for none
 
-    /// TLS mode; when unset, effective_tls_mode() picks verify_identity for remote hosts and
-    /// preferred for loopback addresses and unix sockets.
+    /// TLS mode; when unset, effective_tls_mode() picks verify_identity for remote hosts (and
+    /// for loopback TCP when credentials is set) and preferred for other loopback addresses and
+    /// for unix sockets.
     std::optional<cloudmysql::tls_mode> tls_mode{};
     /// PEM file of trusted roots (may hold several). Empty: the system's trust store.
     std::string ssl_ca{};
@@ -62,7 +72,11 @@ struct connect_options {
     /// Statements run after every connect and every reset (e.g. "SET time_zone = '+00:00'").
     std::vector<std::string> init_statements{};
 
-    /// Supplies the password per connection (tokens that expire); overrides `password`.
+    /// TCP keepalive on the connection's socket; on by default (see tcp_keepalive).
+    tcp_keepalive keepalive{};
+
+    /// Supplies the password per connection (tokens that expire); overrides `password`. Needs
+    /// a unix socket or ssl-mode VERIFY_CA / VERIFY_IDENTITY: validate() refuses other modes.
     credential_provider credentials{};
 
     /// The TLS mode this connection will use: tls_mode when set, else the default rule.
@@ -79,7 +93,8 @@ struct connect_options {
     ///   mysql://USER@/DATABASE?socket=/cloudsql/PROJECT:REGION:INSTANCE
     /// USER, PASSWORD and DATABASE are percent-decoded; an IPv6 host goes in brackets
     /// ([::1]:3306). Parameters: ssl-mode (DISABLED, PREFERRED, REQUIRED, VERIFY_CA,
-    /// VERIFY_IDENTITY), ssl-ca, connect-timeout, read-timeout, write-timeout (seconds), socket.
+    /// VERIFY_IDENTITY), ssl-ca, connect-timeout, read-timeout, write-timeout (seconds), socket,
+    /// keepalive (on/off), keepalive-idle, keepalive-interval (seconds), keepalive-count.
     /// Throws std::invalid_argument naming the part that is wrong; the message never contains
     /// the password.
     static connect_options from_url(std::string_view url);

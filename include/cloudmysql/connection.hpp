@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -86,6 +87,14 @@ public:
     /// The TLS protocol ("TLSv1.3") and cipher of the session; empty when not encrypted.
     std::string tls_version() const;
     std::string tls_cipher() const;
+    /// connection_lost or read_only once an operation on this session has failed that way (the
+    /// server went away, or turned read-only in a failover); none otherwise. Such a session
+    /// should not be reused: a pool closes it when it comes back, and retires the connections
+    /// opened before it.
+    error_class fault() const noexcept;
+    /// The keepalive settings the kernel applies to this session's TCP socket, read back from
+    /// the socket; nullopt when closed or over a unix socket.
+    std::optional<tcp_keepalive> keepalive_in_effect() const;
     /// The options this connection was opened with (password included: do not print as is;
     /// its formatter masks it).
     const connect_options& options() const noexcept;

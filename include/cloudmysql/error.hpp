@@ -33,6 +33,7 @@ enum class client_errc {
     migration_failed,           ///< a migration step failed; the history says which
     migration_locked,           ///< another migrator held the lock past lock_timeout
     migration_refused,          ///< the database and the program disagree (see verify())
+    socket_option_failed,       ///< the kernel refused a socket option (TCP keepalive)
 };
 
 /// The category of client_errc values ("cloudmysql").

@@ -27,6 +27,8 @@ public:
     /// statements, restores session variables), then the init statements.
     void reset(connection& conn, error_code& ec, diagnostics& diag);
     void close(connection& conn) noexcept;
+    /// connection::fault().
+    error_class fault(const connection& conn) const noexcept { return conn.fault(); }
 
     const connect_options& options() const noexcept { return options_; }
 

@@ -69,6 +69,8 @@ struct fake_server {
 
 struct fake_connection {
     int id = 0;
+    /// What connection::fault() would say: a test sets it as if a statement had failed so.
+    error_class fault = error_class::none;
 };
 
 struct fake_connector {
@@ -111,6 +113,8 @@ struct fake_connector {
         if (c.id != 0)
             server->conns[c.id] = fake_server::conn_state::closed;
     }
+
+    error_class fault(const fake_connection& c) const noexcept { return c.fault; }
 
 private:
     void check(const fake_connection& c, error_code& ec, diagnostics& diag) const {

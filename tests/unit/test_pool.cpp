@@ -220,6 +220,34 @@ TEST_CASE("discard after a failover retires older leased connections when they r
     CHECK(h.pool.metrics().closed[static_cast<std::size_t>(close_reason::retired)] == 1);
 }
 
+TEST_CASE("a connection whose session failed over is closed when simply released") {
+    pool_harness h(small(3));
+    for (int i = 0; i < 3; ++i)
+        h.acquire();
+    h.settle();
+    // The user's write failed with "read-only" and the user just lets the lease go.
+    h.requests[1]->conn->fault = error_class::read_only;
+    h.requests[1]->conn.release();
+    h.settle();
+    h.requests[0]->conn.release(); // older: it points at the old primary too
+    h.requests[2]->conn.release(); // newer: reset and kept
+    h.settle();
+    const auto m = h.pool.metrics();
+    CHECK(m.closed[static_cast<std::size_t>(close_reason::discarded)] == 1);
+    CHECK(m.closed[static_cast<std::size_t>(close_reason::retired)] == 1);
+    CHECK(m.idle == 1);
+    CHECK(h.server->resets == 1);
+
+    // A lost session goes the same way.
+    auto& r = h.acquire();
+    h.settle();
+    r.conn->fault = error_class::connection_lost;
+    r.conn.release();
+    h.settle();
+    CHECK(h.pool.metrics().closed[static_cast<std::size_t>(close_reason::discarded)] == 2);
+    CHECK(h.server->resets == 1);
+}
+
 TEST_CASE("idle and old connections are retired while idle, never while leased") {
     pool_options o = small(4);
     o.min_idle = 1;
