@@ -492,7 +492,7 @@ void apply_parameter(std::string_view key, std::string value, connect_options& o
             throw_url_error(fmt::format("keepalive '{}' is not on or off", value));
     } else if (key == "keepalive-idle" || key == "keepalive-interval") {
         auto seconds = parse_unsigned(value, max_keepalive_seconds);
-        if (!seconds || *seconds == 0) {
+        if (!seconds || *seconds == 0 || *seconds > max_keepalive_seconds) {
             throw_url_error(fmt::format("{} '{}' is not a number of seconds from 1 to {}", key,
                                         value, max_keepalive_seconds));
         }
@@ -500,7 +500,7 @@ void apply_parameter(std::string_view key, std::string value, connect_options& o
             std::chrono::seconds{*seconds};
     } else if (key == "keepalive-count") {
         auto count = parse_unsigned(value, max_keepalive_count);
-        if (!count || *count == 0) {
+        if (!count || *count == 0 || *count > max_keepalive_count) {
             throw_url_error(fmt::format("keepalive-count '{}' is not a number from 1 to {}", value,
                                         max_keepalive_count));
         }

@@ -209,3 +209,93 @@ TEST_CASE("a server that accepts but never answers fails at the connect timeout"
     CHECK(diag.error_class() == error_class::timeout);
     CHECK(contains(diag.client_message(), "connect-timeout=1s"));
 }
+
+TEST_CASE("every TCP connection has keepalive as its options say; a socket has none") {
+    connect_options opts = server_options();
+    {
+        connection conn(opts);
+        const auto k = conn.keepalive_in_effect();
+        REQUIRE(k.has_value());
+        CHECK(*k == tcp_keepalive{}); // on by default: 60 s idle, 10 s interval, 3 probes
+        CHECK(k->enabled);
+    }
+    opts.keepalive = {true, std::chrono::seconds(7), std::chrono::seconds(2), 5};
+    {
+        connection conn(opts);
+        CHECK(conn.keepalive_in_effect() == opts.keepalive);
+    }
+    opts.keepalive.enabled = false;
+    {
+        connection conn(opts);
+        const auto k = conn.keepalive_in_effect();
+        REQUIRE(k.has_value());
+        CHECK_FALSE(k->enabled);
+    }
+    if (!sandbox_dir().empty()) {
+        connect_options local = server_options();
+        local.unix_socket = sandbox_dir() + "/mysqld.sock";
+        local.host.clear();
+        connection conn(local);
+        CHECK_FALSE(conn.keepalive_in_effect().has_value());
+        CHECK(conn.query("SELECT 1").size() == 1);
+    }
+    CHECK_FALSE(connection().keepalive_in_effect().has_value());
+}
+
+TEST_CASE("a token is never sent over plain TCP") {
+    const connect_options plain = plain_server_options();
+    int calls = 0;
+    connect_options opts = plain;
+    opts.credentials = credential_provider("cloudsql-iam", [&] {
+        ++calls;
+        return plain.password;
+    });
+    // Modes that could send it unprotected are refused before anything happens.
+    for (auto mode : {tls_mode::disabled, tls_mode::preferred, tls_mode::required}) {
+        CAPTURE(to_string(mode));
+        opts.tls_mode = mode;
+        connection conn;
+        error_code ec;
+        diagnostics diag;
+        try {
+            conn.connect(opts, ec, diag);
+            FAIL("connected with a token and ssl-mode=", to_string(mode));
+        } catch (const std::invalid_argument& e) {
+            CHECK(contains(e.what(), "credential provider 'cloudsql-iam'"));
+            CHECK(contains(e.what(), "VERIFY_CA or VERIFY_IDENTITY"));
+        }
+    }
+    CHECK(calls == 0);
+    // A verifying mode against a server without TLS stops before the login packet.
+    opts.tls_mode = tls_mode::verify_identity;
+    const auto [ec, diag] = try_connect(opts);
+    REQUIRE(ec);
+    CHECK(diag.error_class() == error_class::tls);
+    CHECK(contains(diag.client_message(), "does not support"));
+}
+
+TEST_CASE("a refused token names its provider, and the provider is told") {
+    connect_options opts = server_options();
+    int fetched = 0;
+    int rejected = 0;
+    opts.credentials = credential_provider(
+        "azure-entra",
+        [&] {
+            ++fetched;
+            return std::string("expired-token");
+        },
+        [&] { ++rejected; });
+    const auto [ec, diag] = try_connect(opts);
+    REQUIRE(ec);
+    CHECK(diag.error_class() == error_class::auth);
+    CHECK(contains(diag.client_message(), "credential provider 'azure-entra'"));
+    CHECK_FALSE(contains(diag.client_message(), "expired-token"));
+    CHECK(fetched == 1);
+    CHECK(rejected == 1);
+
+    opts.credentials = credential_provider("empty", [] { return std::string(); });
+    const auto [ec2, diag2] = try_connect(opts);
+    CHECK(ec2 == client_errc::credential_provider_failed);
+    CHECK(contains(diag2.client_message(),
+                   "the credential provider 'empty' failed: it returned an empty password"));
+}

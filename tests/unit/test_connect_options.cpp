@@ -708,3 +708,78 @@ TEST_CASE("from_env reads a URL from the environment") {
     }
     ::unsetenv(name);
 }
+
+TEST_CASE("keepalive: on by default, set in the URL, printed back, checked") {
+    const connect_options defaults = remote_options();
+    CHECK(defaults.keepalive.enabled);
+    // Azure's load balancer drops flows idle for 4 minutes: the first probe must come well
+    // before that, and a dead peer must be found within it.
+    CHECK(defaults.keepalive.idle < 240s);
+    CHECK(defaults.keepalive.idle + defaults.keepalive.interval * defaults.keepalive.count < 240s);
+    CHECK_FALSE(contains(defaults.to_url(), "keepalive"));
+
+    auto opts = connect_options::from_url("mysql://app@db.example.com/clinic?keepalive-idle=30&"
+                                          "keepalive-interval=5&keepalive-count=4");
+    CHECK(opts.keepalive == cloudmysql::tcp_keepalive{true, 30s, 5s, 4});
+    CHECK(contains(opts.to_url(), "keepalive-idle=30&keepalive-interval=5&keepalive-count=4"));
+    CHECK(connect_options::from_url(opts.to_url()).keepalive == opts.keepalive);
+
+    for (const char* off : {"off", "OFF", "0", "false"}) {
+        CAPTURE(off);
+        opts = connect_options::from_url(std::string("mysql://app@h/db?keepalive=") + off);
+        CHECK_FALSE(opts.keepalive.enabled);
+        CHECK(contains(opts.to_url(), "keepalive=off"));
+    }
+    CHECK(connect_options::from_url("mysql://app@h/db?keepalive=on").keepalive.enabled);
+
+    CHECK(contains(from_url_error("mysql://app@h/db?keepalive=maybe"),
+                   "keepalive 'maybe' is not on or off"));
+    CHECK(contains(from_url_error("mysql://app@h/db?keepalive-idle=0"),
+                   "keepalive-idle '0' is not a number of seconds from 1 to 32767"));
+    CHECK(contains(from_url_error("mysql://app@h/db?keepalive-interval=40000"),
+                   "keepalive-interval '40000'"));
+    CHECK(contains(from_url_error("mysql://app@h/db?keepalive-count=128"),
+                   "keepalive-count '128' is not a number from 1 to 127"));
+
+    opts = remote_options();
+    opts.keepalive.idle = 0s;
+    CHECK(contains(validate_error(opts), "keepalive.idle is 0 s; expected 1 s to 32767 s"));
+    opts = remote_options();
+    opts.keepalive.interval = 32768s;
+    CHECK(contains(validate_error(opts), "keepalive.interval is 32768 s"));
+    opts = remote_options();
+    opts.keepalive.count = 0;
+    CHECK(contains(validate_error(opts), "keepalive.count is 0; expected 1 to 127"));
+}
+
+TEST_CASE("a credential provider is allowed only over verified TLS or a unix socket") {
+    auto opts = remote_options();
+    opts.credentials = cloudmysql::credential_provider("azure-entra", [] { return "token"; });
+
+    // Unset mode: remote hosts verify anyway, and so does loopback TCP once a token is involved.
+    CHECK(opts.effective_tls_mode() == tls_mode::verify_identity);
+    CHECK_NOTHROW(opts.validate());
+    opts.host = "127.0.0.1";
+    CHECK(opts.effective_tls_mode() == tls_mode::verify_identity);
+    CHECK_NOTHROW(opts.validate());
+
+    for (auto mode : {tls_mode::disabled, tls_mode::preferred, tls_mode::required}) {
+        CAPTURE(cloudmysql::to_string(mode));
+        opts.tls_mode = mode;
+        const std::string message = validate_error(opts);
+        CHECK(contains(message, "credential provider 'azure-entra'"));
+        CHECK(contains(message, fmt::format("ssl-mode={}", cloudmysql::to_string(mode))));
+        CHECK(contains(message, "VERIFY_CA or VERIFY_IDENTITY"));
+    }
+    opts.tls_mode = tls_mode::verify_ca;
+    CHECK_NOTHROW(opts.validate());
+
+    // The Auth Proxy's socket is local to the machine: no TLS needed.
+    opts.host.clear();
+    opts.unix_socket = "/cloudsql/p:r:i";
+    opts.tls_mode.reset();
+    CHECK(opts.effective_tls_mode() == tls_mode::preferred);
+    CHECK_NOTHROW(opts.validate());
+    opts.tls_mode = tls_mode::disabled;
+    CHECK_NOTHROW(opts.validate());
+}
