@@ -1,4 +1,5 @@
 // connection and transaction over libmariadb.
+#include "greeting.hpp"
 #include "mysql_glue.hpp"
 
 #include <cloudmysql/connection.hpp>
@@ -350,6 +351,19 @@ void connection::connect(const connect_options& opts, error_code& ec, diagnostic
     apply_options(mysql, opts);
 
     std::string password = opts.password;
+    if (opts.credentials && opts.unix_socket.empty() &&
+        opts.effective_tls_mode() != tls_mode::verify_identity &&
+        detail::probe_tls_offer(opts) == detail::tls_offer::not_offered) {
+        set_client_error(
+            client_errc::tls_not_negotiated,
+            fmt::format("cannot connect to {} (ssl-mode={}): the server offers no TLS, "
+                        "so the credential provider '{}' was not asked and no token "
+                        "was sent: enable TLS on the server",
+                        opts.describe(), to_string(opts.effective_tls_mode()),
+                        opts.credentials.name()),
+            ec, diag);
+        return;
+    }
     if (opts.credentials) {
         std::string why;
         try {

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <string>
+#include <tuple>
 
 using namespace cloudmysql;
 using cloudmysql::test::plain_server_options;
@@ -266,12 +267,35 @@ TEST_CASE("a token is never sent over plain TCP") {
         }
     }
     CHECK(calls == 0);
-    // A verifying mode against a server without TLS stops before the login packet.
+    // Verifying modes against a server without TLS stop before the login packet: libmariadb
+    // does for VERIFY_IDENTITY, the library asks the server's greeting first for VERIFY_CA.
     opts.tls_mode = tls_mode::verify_identity;
-    const auto [ec, diag] = try_connect(opts);
+    auto [ec, diag] = try_connect(opts);
     REQUIRE(ec);
     CHECK(diag.error_class() == error_class::tls);
     CHECK(contains(diag.client_message(), "does not support"));
+
+    calls = 0;
+    opts.tls_mode = tls_mode::verify_ca;
+    std::tie(ec, diag) = try_connect(opts);
+    CHECK(ec == client_errc::tls_not_negotiated);
+    CHECK(diag.error_class() == error_class::tls);
+    CHECK(contains(diag.client_message(), "the server offers no TLS, so the credential provider "
+                                          "'cloudsql-iam' was not asked and no token was sent"));
+    CHECK(calls == 0);
+
+    // Against a server with TLS the same options log in.
+    opts = server_options();
+    opts.tls_mode = tls_mode::verify_ca;
+    const std::string password = opts.password;
+    opts.password.clear();
+    opts.credentials = credential_provider("cloudsql-iam", [&] {
+        ++calls;
+        return password;
+    });
+    connection conn(opts);
+    CHECK_FALSE(conn.tls_cipher().empty());
+    CHECK(calls == 1);
 }
 
 TEST_CASE("a refused token names its provider, and the provider is told") {
