@@ -65,7 +65,7 @@ std::string trimmed_word(std::string_view text, std::size_t& pos) {
 std::string run_command(const std::string& command) {
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
     if (!pipe)
-        throw std::runtime_error(fmt::format("cannot run it: {}", std::strerror(errno)));
+        throw std::runtime_error(fmt::format("cannot run its command: {}", std::strerror(errno)));
     std::string out;
     char buffer[4096];
     while (const std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe.get()))
@@ -74,10 +74,11 @@ std::string run_command(const std::string& command) {
     if (status == -1)
         throw std::runtime_error(fmt::format("cannot wait for it: {}", std::strerror(errno)));
     if (WIFSIGNALED(status))
-        throw std::runtime_error(fmt::format("it was killed by signal {}", WTERMSIG(status)));
+        throw std::runtime_error(
+            fmt::format("its command was killed by signal {}", WTERMSIG(status)));
     if (WEXITSTATUS(status) != 0) {
         throw std::runtime_error(
-            fmt::format("it exited with status {}{}", WEXITSTATUS(status),
+            fmt::format("its command exited with status {}{}", WEXITSTATUS(status),
                         WEXITSTATUS(status) == 127 ? " (command not found)" : ""));
     }
     return out;
@@ -116,7 +117,7 @@ credential_provider command_token_provider(std::string name, std::string command
         std::size_t pos = 0;
         access_token token{trimmed_word(out, pos), started + lifetime};
         if (token.value.empty())
-            throw std::runtime_error("it printed no token");
+            throw std::runtime_error("its command printed no token");
         const std::string expiry = trimmed_word(out, pos);
         if (!expiry.empty()) {
             long long epoch = 0;
@@ -124,7 +125,8 @@ credential_provider command_token_provider(std::string name, std::string command
                 std::from_chars(expiry.data(), expiry.data() + expiry.size(), epoch);
             if (ec != std::errc{} || end != expiry.data() + expiry.size() || epoch <= 0) {
                 throw std::runtime_error(fmt::format(
-                    "its second word '{}' is not an expiry in seconds since the epoch", expiry));
+                    "its command's second word '{}' is not an expiry in seconds since the epoch",
+                    expiry));
             }
             token.expires_at = std::chrono::system_clock::time_point(std::chrono::seconds(epoch));
         }

@@ -133,17 +133,18 @@ TEST_CASE("command_token_provider reads a token and an optional expiry from a co
     }
     SUBCASE("a command that fails says how") {
         const auto p = cloudmysql::command_token_provider("bad", "exit 3");
-        CHECK_THROWS_WITH_AS(p(), "it exited with status 3", std::runtime_error);
+        CHECK_THROWS_WITH_AS(p(), "its command exited with status 3", std::runtime_error);
         const auto missing =
             cloudmysql::command_token_provider("missing", "no-such-command-cloudmysql 2>/dev/null");
-        CHECK_THROWS_WITH_AS(missing(), "it exited with status 127 (command not found)",
+        CHECK_THROWS_WITH_AS(missing(), "its command exited with status 127 (command not found)",
                              std::runtime_error);
         const auto silent = cloudmysql::command_token_provider("silent", "true");
-        CHECK_THROWS_WITH_AS(silent(), "it printed no token", std::runtime_error);
+        CHECK_THROWS_WITH_AS(silent(), "its command printed no token", std::runtime_error);
         const auto garbled = cloudmysql::command_token_provider("garbled", "echo tok soon");
-        CHECK_THROWS_WITH_AS(garbled(),
-                             "its second word 'soon' is not an expiry in seconds since the epoch",
-                             std::runtime_error);
+        CHECK_THROWS_WITH_AS(
+            garbled(),
+            "its command's second word 'soon' is not an expiry in seconds since the epoch",
+            std::runtime_error);
     }
     CHECK_THROWS_AS(cloudmysql::command_token_provider("empty", ""), std::invalid_argument);
     CHECK_THROWS_AS(cloudmysql::command_token_provider("zero", "echo x", 0s),
