@@ -110,7 +110,8 @@ tls_offer probe_tls_offer(const connect_options& opts) {
     unsigned char header[4];
     if (!read_exactly(fd, header, sizeof header, deadline))
         return tls_offer::unknown;
-    const std::size_t length = header[0] | (header[1] << 8U) | (header[2] << 16U);
+    const std::size_t length =
+        std::size_t{header[0]} | (std::size_t{header[1]} << 8U) | (std::size_t{header[2]} << 16U);
     if (length == 0 || length > 4096)
         return tls_offer::unknown;
     std::string body(length, '\0');
@@ -122,8 +123,10 @@ tls_offer probe_tls_offer(const connect_options& opts) {
     const std::size_t flags_at = version_end + 1 + 4 + 8 + 1;
     if (version_end == std::string::npos || flags_at + 2 > body.size())
         return tls_offer::unknown;
-    const std::uint32_t flags = static_cast<unsigned char>(body[flags_at]) |
-                                (static_cast<unsigned char>(body[flags_at + 1]) << 8U);
+    const auto byte = [&body](std::size_t i) {
+        return std::uint32_t{static_cast<unsigned char>(body[i])};
+    };
+    const std::uint32_t flags = byte(flags_at) | (byte(flags_at + 1) << 8U);
     return (flags & client_ssl) != 0 ? tls_offer::offered : tls_offer::not_offered;
 }
 
