@@ -138,9 +138,20 @@ void read_variables(connection& conn, server_report& r) {
     }
 }
 
+// Counts are extras: a server that refuses these queries (a missing privilege, no
+// performance_schema) leaves them unknown. A lost session still throws.
+void rethrow_if_lost(const connection& conn, const error_code& ec, const diagnostics& diag) {
+    if (ec && conn.fault() != error_class::none)
+        throw database_error(ec, diag);
+}
+
 void read_status(connection& conn, server_report& r) {
+    error_code ec;
+    diagnostics diag;
     const auto status = conn.query("SHOW GLOBAL STATUS WHERE Variable_name IN "
-                                   "('Threads_connected', 'Max_used_connections')");
+                                   "('Threads_connected', 'Max_used_connections')",
+                                   ec, diag);
+    rethrow_if_lost(conn, ec, diag);
     for (const auto& row : status) {
         const std::string name = text_of(row, 0);
         if (equals_ci(name, "threads_connected"))
@@ -149,12 +160,12 @@ void read_status(connection& conn, server_report& r) {
             r.max_used_connections = to_number(text_of(row, 1));
     }
     // Without the PROCESS privilege the list holds only this user's sessions, which is what is
-    // counted anyway. A server that refuses the query leaves the count unknown.
-    error_code ec;
-    diagnostics diag;
+    // counted anyway.
+    ec.clear();
     const auto mine = conn.query("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
                                  "WHERE USER = SUBSTRING_INDEX(USER(), '@', 1)",
                                  ec, diag);
+    rethrow_if_lost(conn, ec, diag);
     if (!ec && !mine.empty() && !mine[0].is_null(0))
         r.user_connections = mine[0].get<std::int64_t>(0);
 }

@@ -69,7 +69,8 @@ struct server_report {
 
 /// Reads the server's version, flavour, cloud hints, TLS state, connection limits, timeouts
 /// and connection counts over `conn` (open). Three short queries; changes nothing on the
-/// server. Throws database_error when a query fails.
+/// server. Throws database_error when the variables cannot be read or the session is lost; the
+/// counts are left unknown when the server refuses only them.
 server_report read_server_report(connection& conn);
 
 /// A planned deployment: `instances` copies of a program, each with a pool of `pool_size`.
