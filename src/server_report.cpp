@@ -259,10 +259,11 @@ deployment_check below_wait_timeout(std::string_view name, std::chrono::millisec
         return c;
     }
     c.result = outcome::fail;
-    c.reason = fmt::format("{} {} is not below wait_timeout {} s: the server drops idle sessions "
-                           "first; set --{} below {} or raise wait_timeout",
-                           name, shown, *wait,
-                           name == "max_lifetime" ? "max-lifetime" : "idle-timeout", *wait);
+    c.reason =
+        fmt::format("{} {} is not below wait_timeout {} s: the server drops idle sessions "
+                    "first; set --{} below {}{}",
+                    name, shown, *wait, name == "max_lifetime" ? "max-lifetime" : "idle-timeout",
+                    *wait, value.count() == 0 ? "" : " or raise wait_timeout");
     return c;
 }
 

@@ -187,12 +187,18 @@ void print_report(const cloudmysql::connect_options& opts, const cloudmysql::ser
     line("max_used_connections", text(r.max_used_connections));
 }
 
+// "1800 s", or what 0 means for the setting.
+std::string seconds_or(std::chrono::milliseconds d, std::string_view zero) {
+    return d.count() == 0
+               ? std::string(zero)
+               : fmt::format("{} s", std::chrono::duration_cast<std::chrono::seconds>(d).count());
+}
+
 void print_verdict(const cloudmysql::deployment& d, const cloudmysql::deployment_verdict& v) {
-    fmt::print("\ndeployment: {} instances × pool of {}, {} reserved, max_lifetime {} s, "
-               "idle_timeout {} s\n",
-               d.instances, d.pool_size, d.reserve,
-               std::chrono::duration_cast<std::chrono::seconds>(d.max_lifetime).count(),
-               std::chrono::duration_cast<std::chrono::seconds>(d.idle_timeout).count());
+    fmt::print("\ndeployment: {} instances × pool of {}, {} reserved, max_lifetime {}, "
+               "idle_timeout {}\n",
+               d.instances, d.pool_size, d.reserve, seconds_or(d.max_lifetime, "none"),
+               seconds_or(d.idle_timeout, "none (kept forever)"));
     for (const auto& c : v.checks)
         fmt::print("  {:<8} {:<21} {}\n", to_string(c.result), c.name, c.reason);
     fmt::print("verdict: {}\n", v.passed() ? "pass" : "fail");
