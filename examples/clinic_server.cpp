@@ -14,6 +14,8 @@
 // Routes (GET only): / (?after=ID for the next page, ?q=PREFIX searches by last name),
 // /patients/ID, /api/patients?after=ID&q=PREFIX, /api/patients/ID, /metrics, /healthz.
 // With --port 0 the system picks a free port; the first line on stdout names it.
+#include "common/json_string.hpp"
+
 #include <cloudmysql/clinic/schema.hpp>
 #include <cloudmysql/pool.hpp>
 
@@ -87,16 +89,7 @@ std::string html(std::string_view s) {
 
 // A JSON string literal, quotes included.
 std::string json(std::string_view s) {
-    std::string out = "\"";
-    for (const char c : s) {
-        if (c == '"' || c == '\\')
-            out += {'\\', c};
-        else if (static_cast<unsigned char>(c) < 0x20)
-            out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
-        else
-            out += c;
-    }
-    return out + '"';
+    return cloudmysql_examples::json_string(s);
 }
 
 std::string percent_encode(std::string_view s) {

@@ -1,16 +1,19 @@
 // server_info: connect to a MySQL or MariaDB server and show what it runs with.
 //
 // Shows: options from a URL (argument or CLOUDMYSQL_URL), a TLS-protected connection,
-// the typed results of a query, and an error that says what to do.
+// read_server_report() (cloudmysql-doctor prints all of it and checks a deployment against it),
+// and an error that says what to do.
 //
 //   server_info 'mysql://app:secret@db.example.com/clinic?ssl-mode=VERIFY_IDENTITY'
 //   CLOUDMYSQL_URL='mysql://app:secret@127.0.0.1:3306/clinic' server_info
 //
 // The password is never printed: the URL below is shown with it masked.
 #include <cloudmysql/connection.hpp>
+#include <cloudmysql/server_report.hpp>
 
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <exception>
 #include <optional>
 #include <stdexcept>
@@ -29,12 +32,9 @@ cloudmysql::connect_options options_from(int argc, char** argv) {
         "no server given: pass mysql://USER:PASSWORD@HOST:PORT/DB or set CLOUDMYSQL_URL");
 }
 
-// One server variable, or "?" when the server does not have it.
-std::string variable(cloudmysql::connection& conn, const char* name) {
-    const auto r = conn.execute("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES "
-                                "WHERE VARIABLE_NAME = ?",
-                                name);
-    return r.empty() ? "?" : r[0].get<std::string>(0);
+// A number the server showed, or "?".
+std::string shown(const std::optional<std::int64_t>& n) {
+    return n ? std::to_string(*n) : "?";
 }
 
 } // namespace
@@ -59,13 +59,13 @@ int main(int argc, char** argv) {
                    encrypted ? fmt::format("{}, {} (ssl-mode={})", conn.tls_version(),
                                            conn.tls_cipher(), to_string(opts.effective_tls_mode()))
                              : std::string("not encrypted"));
-        for (const char* name :
-             {"max_connections", "connect_timeout", "wait_timeout", "require_secure_transport"})
-            fmt::print("{:<25} {}\n", name, variable(conn, name));
-
-        const auto status = conn.query("SHOW GLOBAL STATUS LIKE 'Threads_connected'");
-        if (!status.empty())
-            fmt::print("{:<25} {}\n", "connected now", status[0].get<std::string>(1));
+        const auto r = cloudmysql::read_server_report(conn);
+        fmt::print("{:<25} {}\n", "max_connections", shown(r.max_connections));
+        fmt::print("{:<25} {}\n", "connect_timeout", shown(r.connect_timeout));
+        fmt::print("{:<25} {}\n", "wait_timeout", shown(r.wait_timeout));
+        fmt::print("{:<25} {}\n", "require_secure_transport",
+                   r.require_secure_transport.empty() ? "?" : r.require_secure_transport);
+        fmt::print("{:<25} {}\n", "connected now", shown(r.threads_connected));
         return 0;
     } catch (const cloudmysql::database_error& e) {
         fmt::print(stderr, "server_info: {}\n", e.what());

@@ -1,5 +1,6 @@
 // The MariaDB instantiation of the pool, and the server check.
 #include <cloudmysql/pool.hpp>
+#include <cloudmysql/server_report.hpp>
 
 #include <fmt/format.h>
 
@@ -41,33 +42,18 @@ pool::pool(connect_options connection, pool_options options)
           connection_(std::move(connection)) {
 }
 
-namespace {
-
-// A number from information_schema.GLOBAL_VARIABLES or GLOBAL_STATUS; -1 when absent.
-std::int64_t server_number(connection& conn, std::string_view table, std::string_view name) {
-    const auto r = conn.execute(
-        fmt::format("SELECT VARIABLE_VALUE FROM information_schema.{} WHERE VARIABLE_NAME = ?",
-                    table),
-        name);
-    if (r.empty())
-        return -1;
-    return std::stoll(r[0].get<std::string>(0));
-}
-
-} // namespace
-
 std::vector<server_finding> server_check(pool& p) {
     using std::chrono::duration_cast;
     using std::chrono::seconds;
     auto lease = p.acquire();
     connection& conn = *lease;
     const auto& o = p.options();
-    const std::int64_t max_connections = server_number(conn, "GLOBAL_VARIABLES", "MAX_CONNECTIONS");
-    const std::int64_t max_user_connections =
-        server_number(conn, "GLOBAL_VARIABLES", "MAX_USER_CONNECTIONS");
-    const std::int64_t wait_timeout = server_number(conn, "GLOBAL_VARIABLES", "WAIT_TIMEOUT");
-    const std::int64_t threads_connected =
-        server_number(conn, "GLOBAL_STATUS", "THREADS_CONNECTED");
+    // Through SHOW: MySQL 8 (Azure, Cloud SQL) has no information_schema.GLOBAL_VARIABLES.
+    const server_report server = read_server_report(conn);
+    const std::int64_t max_connections = server.max_connections.value_or(-1);
+    const std::int64_t max_user_connections = server.max_user_connections.value_or(-1);
+    const std::int64_t wait_timeout = server.wait_timeout.value_or(-1);
+    const std::int64_t threads_connected = server.threads_connected.value_or(-1);
     const auto ours = static_cast<std::int64_t>(p.metrics().idle + p.metrics().in_use);
     const auto max_size = static_cast<std::int64_t>(o.max_size);
 

@@ -12,7 +12,10 @@
 //
 // Exit codes: 0 done, 1 failed (the message says why and what to do; verify found problems),
 // 2 bad usage. Times are UTC: this program's sessions run with time_zone '+00:00'.
+#include "../common/json_string.hpp"
+
 #include <cloudmysql/clinic/schema.hpp>
+#include <cloudmysql/credentials.hpp>
 #include <cloudmysql/migrator.hpp>
 
 #include <fmt/format.h>
@@ -33,8 +36,8 @@
 namespace {
 
 constexpr std::string_view usage_text =
-    R"(usage: cloudmysql-migrate [--url URL] [--json] [--lock-timeout SECONDS]
-                          [--history-table NAME] COMMAND [ARGS]
+    R"(usage: cloudmysql-migrate [--url URL] [--password-command CMD] [--json]
+                          [--lock-timeout SECONDS] [--history-table NAME] COMMAND [ARGS]
   status                     each migration and where the database stands
   up [--to V]                apply pending migrations (all, or up to version V)
   down [--steps N | --to V]  revert the newest N migrations (default 1), or all above V
@@ -44,6 +47,8 @@ constexpr std::string_view usage_text =
   baseline V                 record 1..V as applied without running them (existing schema)
   verify                     check the database against this program; exit 1 on problems
 The URL comes from --url or CLOUDMYSQL_URL: mysql://USER:PASSWORD@HOST[:PORT]/DATABASE
+--password-command CMD runs CMD for the password (an Azure Entra or Cloud SQL IAM token); it
+needs ssl-mode=VERIFY_CA or VERIFY_IDENTITY, or a unix socket.
 )";
 
 // A bad command line: exit 2 with a short usage text, as for a bad URL or option value.
@@ -53,6 +58,7 @@ struct usage_error : std::invalid_argument {
 
 struct command_line {
     std::string url; // empty: CLOUDMYSQL_URL
+    std::string password_command;
     bool json = false;
     std::string history_table;
     std::string command;
@@ -110,6 +116,8 @@ command_line parse(int argc, char** argv) {
             cl.json = true;
         else if (arg == "--url")
             cl.url = value();
+        else if (arg == "--password-command")
+            cl.password_command = value();
         else if (arg == "--history-table")
             cl.history_table = value();
         else if (arg.size() > 1 && arg[0] == '-')
@@ -134,6 +142,9 @@ cloudmysql::connect_options target_of(const command_line& cl) {
                           "the path, mysql://USER:PASSWORD@HOST/DATABASE");
     if (opts) {
         opts->init_statements.push_back("SET time_zone = '+00:00'");
+        if (!cl.password_command.empty())
+            opts->credentials =
+                cloudmysql::command_token_provider("password-command", cl.password_command);
         return *opts;
     }
     if (cl.command != "sql" || !cl.from)
@@ -148,18 +159,8 @@ cloudmysql::connect_options target_of(const command_line& cl) {
 
 // ---- output --------------------------------------------------------------------------------
 
-// A JSON string: quotes and backslashes escaped, control characters as \uXXXX.
 std::string json(std::string_view s) {
-    std::string out = "\"";
-    for (const char c : s) {
-        if (c == '"' || c == '\\')
-            out += {'\\', c};
-        else if (static_cast<unsigned char>(c) < 0x20)
-            out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
-        else
-            out += c;
-    }
-    return out + '"';
+    return cloudmysql_examples::json_string(s);
 }
 std::string json(const std::optional<std::uint64_t>& n) {
     return n ? std::to_string(*n) : "null";

@@ -68,10 +68,11 @@ struct server_finding {
     std::string message;
 };
 
-/// Reads max_connections, max_user_connections, wait_timeout and Threads_connected through a
-/// pooled connection and says where the pool's settings cannot work: a pool larger than the
-/// server allows, a lifetime or idle timeout not below wait_timeout, keepalive too slow for
-/// wait_timeout. Empty when all is well. Throws database_error when it cannot ask.
+/// Reads max_connections, max_user_connections, wait_timeout and Threads_connected (with
+/// read_server_report()) through a pooled connection and says where the pool's settings cannot
+/// work: a pool larger than the server allows, a lifetime or idle timeout not below
+/// wait_timeout, keepalive too slow for wait_timeout. Empty when all is well. Throws
+/// database_error when it cannot ask.
 std::vector<server_finding> server_check(pool& p);
 
 } // namespace cloudmysql

@@ -1,0 +1,292 @@
+// cloudmysql-doctor: what a server really runs with, and whether a deployment of pools fits it.
+//
+// Shows: cloudmysql::read_server_report() (version, cloud, TLS and how the certificate was
+// checked, connection limits, timeouts, connections in use) and check_deployment() (does
+// N instances × a pool of M fit under max_connections, do the pool's lifetimes sit below
+// wait_timeout), a token command as the password, and output for people or for programs.
+//
+//   cloudmysql-doctor --url 'mysql://app:secret@db.example.com/clinic?ssl-mode=VERIFY_IDENTITY'
+//   cloudmysql-doctor --instances 3 --pool-size 8        (URL from CLOUDMYSQL_URL)
+//   cloudmysql-doctor --password-command 'gcloud sql generate-login-token' --json
+//
+// Exit codes: 0 report made (and the verdict passes), 1 the verdict fails, 2 bad usage or the
+// server could not be reached (the message says why and what to do). The password is never
+// printed.
+#include "../common/json_string.hpp"
+
+#include <cloudmysql/connection.hpp>
+#include <cloudmysql/credentials.hpp>
+#include <cloudmysql/server_report.hpp>
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using cloudmysql_examples::json_string;
+
+constexpr std::string_view usage_text =
+    R"(usage: cloudmysql-doctor [--url URL] [--password-command CMD] [--json]
+                         [--instances N --pool-size M [--max-lifetime SECONDS]
+                          [--idle-timeout SECONDS] [--reserve N]]
+  --url URL                 mysql://USER:PASSWORD@HOST[:PORT]/DB?ssl-mode=...; default:
+                            the CLOUDMYSQL_URL environment variable
+  --password-command CMD    run CMD for the password (an Azure Entra or Cloud SQL IAM token);
+                            needs ssl-mode=VERIFY_CA or VERIFY_IDENTITY, or a unix socket
+  --instances N             copies of the program that will run, each with its own pool
+  --pool-size M             each pool's max_size
+  --max-lifetime SECONDS    the pools' max_lifetime (default 1800; 0: no limit)
+  --idle-timeout SECONDS    the pools' idle_timeout (default 600; 0: kept forever)
+  --reserve N               connections kept for admin sessions and migrations (default 3)
+  --json                    one JSON object instead of the report for people
+Exit codes: 0 ok (the verdict passes), 1 the verdict fails, 2 bad usage or no connection.
+)";
+
+struct usage_error : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
+};
+
+struct command_line {
+    std::string url; // empty: CLOUDMYSQL_URL
+    std::string password_command;
+    bool json = false;
+    std::optional<std::uint64_t> instances, pool_size, max_lifetime, idle_timeout, reserve;
+};
+
+std::uint64_t number(std::string_view option, std::string_view text, std::uint64_t lo,
+                     std::uint64_t hi) {
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n < lo || n > hi)
+        throw usage_error(
+            fmt::format("{} needs a whole number from {} to {}, not '{}'", option, lo, hi, text));
+    return n;
+}
+
+command_line parse(int argc, char** argv) {
+    command_line cl;
+    struct numeric {
+        std::string_view name;
+        std::optional<std::uint64_t>* target;
+        std::uint64_t lo, hi;
+    };
+    const numeric numbers[] = {{"--instances", &cl.instances, 1, 100000},
+                               {"--pool-size", &cl.pool_size, 1, 10000},
+                               {"--max-lifetime", &cl.max_lifetime, 0, 604800},
+                               {"--idle-timeout", &cl.idle_timeout, 0, 604800},
+                               {"--reserve", &cl.reserve, 0, 100000}};
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        auto value = [&]() -> std::string_view {
+            if (i + 1 >= argc)
+                throw usage_error(fmt::format("{} needs a value", arg));
+            return argv[++i];
+        };
+        bool matched = false;
+        for (const auto& n : numbers)
+            if (arg == n.name) {
+                *n.target = number(arg, value(), n.lo, n.hi);
+                matched = true;
+            }
+        if (matched)
+            continue;
+        if (arg == "--json")
+            cl.json = true;
+        else if (arg == "--url")
+            cl.url = value();
+        else if (arg == "--password-command")
+            cl.password_command = value();
+        else
+            throw usage_error(fmt::format("unknown argument '{}'", arg));
+    }
+    if (cl.instances.has_value() != cl.pool_size.has_value())
+        throw usage_error("a verdict needs both --instances and --pool-size");
+    if (!cl.instances && (cl.max_lifetime || cl.idle_timeout || cl.reserve))
+        throw usage_error("--max-lifetime, --idle-timeout and --reserve go with --instances and "
+                          "--pool-size");
+    return cl;
+}
+
+cloudmysql::connect_options target_of(const command_line& cl) {
+    auto opts = cl.url.empty() ? cloudmysql::connect_options::from_env()
+                               : cloudmysql::connect_options::from_url(cl.url);
+    if (!opts)
+        throw usage_error("no server given: pass --url mysql://USER:PASSWORD@HOST/DB or set "
+                          "CLOUDMYSQL_URL");
+    if (!cl.password_command.empty())
+        opts->credentials =
+            cloudmysql::command_token_provider("password-command", cl.password_command);
+    return *opts;
+}
+
+cloudmysql::deployment deployment_of(const command_line& cl) {
+    cloudmysql::deployment d;
+    d.instances = static_cast<std::size_t>(*cl.instances);
+    d.pool_size = static_cast<std::size_t>(*cl.pool_size);
+    if (cl.max_lifetime)
+        d.max_lifetime = std::chrono::seconds(*cl.max_lifetime);
+    if (cl.idle_timeout)
+        d.idle_timeout = std::chrono::seconds(*cl.idle_timeout);
+    if (cl.reserve)
+        d.reserve = static_cast<std::size_t>(*cl.reserve);
+    return d;
+}
+
+// ---- output ------------------------------------------------------------------------------------
+
+std::string text(const std::optional<std::int64_t>& n) {
+    return n ? std::to_string(*n) : "unknown";
+}
+std::string json_number(const std::optional<std::int64_t>& n) {
+    return n ? std::to_string(*n) : "null";
+}
+std::string json_text(const std::string& s) {
+    return s.empty() ? "null" : json_string(s);
+}
+std::string_view flavor_name(cloudmysql::server_flavor f) {
+    return f == cloudmysql::server_flavor::mariadb ? "MariaDB" : "MySQL";
+}
+
+void print_report(const cloudmysql::connect_options& opts, const cloudmysql::server_report& r) {
+    auto line = [](std::string_view label, const std::string& value) {
+        fmt::print("{:<26}{}\n", label, value);
+    };
+    line("server", fmt::format("{}", opts)); // the formatter masks the password
+    line("version", fmt::format("{} ({}{}{})", r.version, flavor_name(r.flavor),
+                                r.version_comment.empty() ? "" : ", ", r.version_comment));
+    line("cloud",
+         r.cloud_evidence.empty() ? r.cloud : fmt::format("{} ({})", r.cloud, r.cloud_evidence));
+    line("tls", r.tls_cipher.empty() ? std::string("not encrypted")
+                                     : fmt::format("{}, {}", r.tls_version, r.tls_cipher));
+    line("certificate",
+         fmt::format("{} (ssl-mode={}{})", to_string(r.verification), to_string(r.ssl_mode),
+                     r.verification == cloudmysql::tls_verification::ca ||
+                             r.verification == cloudmysql::tls_verification::ca_and_host
+                         ? ", roots from " + (r.ssl_ca.empty() ? "the system store" : r.ssl_ca)
+                         : std::string()));
+    line("max_connections", text(r.max_connections));
+    line("max_user_connections",
+         r.max_user_connections == 0 ? "0 (no per-user limit)" : text(r.max_user_connections));
+    line("connect_timeout", text(r.connect_timeout));
+    line("wait_timeout", text(r.wait_timeout));
+    line("interactive_timeout", text(r.interactive_timeout));
+    line("lock_wait_timeout", text(r.lock_wait_timeout));
+    line("require_secure_transport",
+         r.require_secure_transport.empty() ? "unknown" : r.require_secure_transport);
+    line("connections in use", r.user_connections
+                                   ? fmt::format("{} ({} of this user's, this one included)",
+                                                 text(r.threads_connected), *r.user_connections)
+                                   : text(r.threads_connected));
+    line("max_used_connections", text(r.max_used_connections));
+}
+
+// "1800 s", or what 0 means for the setting.
+std::string seconds_or(std::chrono::milliseconds d, std::string_view zero) {
+    return d.count() == 0
+               ? std::string(zero)
+               : fmt::format("{} s", std::chrono::duration_cast<std::chrono::seconds>(d).count());
+}
+
+void print_verdict(const cloudmysql::deployment& d, const cloudmysql::deployment_verdict& v) {
+    fmt::print("\ndeployment: {} instances × pool of {}, {} reserved, max_lifetime {}, "
+               "idle_timeout {}\n",
+               d.instances, d.pool_size, d.reserve, seconds_or(d.max_lifetime, "none"),
+               seconds_or(d.idle_timeout, "none (kept forever)"));
+    for (const auto& c : v.checks)
+        fmt::print("  {:<8} {:<21} {}\n", to_string(c.result), c.name, c.reason);
+    fmt::print("verdict: {}\n", v.passed() ? "pass" : "fail");
+}
+
+std::string report_json(const cloudmysql::connect_options& opts,
+                        const cloudmysql::server_report& r) {
+    return fmt::format(
+        R"("server":{},"version":{},"flavor":"{}","version_comment":{},"cloud":{},)"
+        R"("cloud_evidence":{},"tls":{{"version":{},"cipher":{},"ssl_mode":"{}",)"
+        R"("verification":"{}","ssl_ca":{}}},"variables":{{"max_connections":{},)"
+        R"("max_user_connections":{},"connect_timeout":{},"wait_timeout":{},)"
+        R"("interactive_timeout":{},"lock_wait_timeout":{},"require_secure_transport":{}}},)"
+        R"("connections":{{"threads_connected":{},"user_connections":{},)"
+        R"("max_used_connections":{}}})",
+        json_string(opts.to_url()), json_string(r.version), flavor_name(r.flavor),
+        json_text(r.version_comment), json_string(r.cloud), json_text(r.cloud_evidence),
+        json_text(r.tls_version), json_text(r.tls_cipher), to_string(r.ssl_mode),
+        to_string(r.verification), json_text(r.ssl_ca), json_number(r.max_connections),
+        json_number(r.max_user_connections), json_number(r.connect_timeout),
+        json_number(r.wait_timeout), json_number(r.interactive_timeout),
+        json_number(r.lock_wait_timeout), json_text(r.require_secure_transport),
+        json_number(r.threads_connected), json_number(r.user_connections),
+        json_number(r.max_used_connections));
+}
+
+std::string verdict_json(const cloudmysql::deployment& d, const cloudmysql::deployment_verdict& v) {
+    std::vector<std::string> checks;
+    for (const auto& c : v.checks)
+        checks.push_back(fmt::format(R"({{"name":{},"result":"{}","reason":{}}})",
+                                     json_string(c.name), to_string(c.result),
+                                     json_string(c.reason)));
+    return fmt::format(R"("deployment":{{"instances":{},"pool_size":{},"reserve":{},)"
+                       R"("max_lifetime_ms":{},"idle_timeout_ms":{},"checks":[{}],"passed":{}}})",
+                       d.instances, d.pool_size, d.reserve, d.max_lifetime.count(),
+                       d.idle_timeout.count(), fmt::join(checks, ","), v.passed());
+}
+
+// On stderr for people; with --json, also a JSON object on stdout.
+int failure(bool as_json, std::string_view message, std::string_view cls) {
+    fmt::print(stderr, "cloudmysql-doctor: {}\n", message);
+    if (as_json)
+        fmt::print(R"({{"error":{{"message":{},"class":"{}"}}}})"
+                   "\n",
+                   json_string(message), cls);
+    return 2;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i)
+        if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
+            fmt::print("{}", usage_text);
+            return 0;
+        }
+    command_line cl;
+    cloudmysql::connect_options opts;
+    try {
+        cl = parse(argc, argv);
+        opts = target_of(cl);
+    } catch (const std::invalid_argument& e) { // usage_error, or a URL that does not parse
+        fmt::print(stderr, "cloudmysql-doctor: {}\n(cloudmysql-doctor --help lists the options)\n",
+                   e.what());
+        return 2;
+    }
+
+    try {
+        cloudmysql::connection conn(opts);
+        const auto report = cloudmysql::read_server_report(conn);
+        std::optional<cloudmysql::deployment> d;
+        std::optional<cloudmysql::deployment_verdict> verdict;
+        if (cl.instances) {
+            d = deployment_of(cl);
+            verdict = cloudmysql::check_deployment(report, *d);
+        }
+        if (cl.json)
+            fmt::print("{{{}{}}}\n", report_json(opts, report),
+                       verdict ? "," + verdict_json(*d, *verdict) : std::string());
+        else {
+            print_report(opts, report);
+            if (verdict)
+                print_verdict(*d, *verdict);
+        }
+        return verdict && !verdict->passed() ? 1 : 0;
+    } catch (const cloudmysql::database_error& e) {
+        return failure(cl.json, e.what(), to_string(e.error_class()));
+    } catch (const std::invalid_argument& e) { // options that connect_options::validate() refuses
+        return failure(cl.json, e.what(), "bad_input");
+    }
+}
