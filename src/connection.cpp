@@ -199,16 +199,20 @@ bool apply_keepalive(MYSQL* mysql, const connect_options& opts, error_code& ec, 
            set(SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
 }
 
-// The server's certificate, when a TCP connection of our own can fetch it (error path only).
-std::optional<detail::peer_certificate> peer_certificate_of(const connect_options& opts) {
-    if (!opts.unix_socket.empty() || opts.host.empty())
+using steady = std::chrono::steady_clock;
+
+// The server's certificate, when a TCP connection of our own can fetch it by `deadline`
+// (error path only).
+std::optional<detail::peer_certificate> peer_certificate_of(const connect_options& opts,
+                                                            steady::time_point deadline) {
+    if (!opts.unix_socket.empty() || opts.host.empty() || deadline <= steady::now())
         return std::nullopt;
-    return detail::fetch_peer_certificate(opts);
+    return detail::fetch_peer_certificate(opts, deadline);
 }
 
 // VERIFY_IDENTITY refused the certificate's names: say what it names and which mode fits.
-std::string name_mismatch_hint(const connect_options& opts) {
-    const auto cert = peer_certificate_of(opts);
+std::string name_mismatch_hint(const connect_options& opts, steady::time_point deadline) {
+    const auto cert = peer_certificate_of(opts, deadline);
     if (!cert)
         return opts.unix_socket.empty() && !opts.host.empty()
                    ? "the server's certificate does not name the host you connected to: "
@@ -229,8 +233,8 @@ std::string name_mismatch_hint(const connect_options& opts) {
 }
 
 // The chain ends in a root that ssl-ca (or the system) does not hold.
-std::string unknown_ca_hint(const connect_options& opts) {
-    const auto cert = peer_certificate_of(opts);
+std::string unknown_ca_hint(const connect_options& opts, steady::time_point deadline) {
+    const auto cert = peer_certificate_of(opts, deadline);
     const std::string roots = opts.ssl_ca.empty()
                                   ? fmt::format("the system's roots in {}", system_ca_path)
                                   : fmt::format("ssl-ca={}", opts.ssl_ca);
@@ -246,17 +250,19 @@ std::string unknown_ca_hint(const connect_options& opts) {
 }
 
 // Why a connect attempt failed, told for the TLS cases that libmariadb words tersely. The
-// texts matched are libmariadb's (name check) and OpenSSL's (chain check).
-std::string tls_hint(std::string_view message, const connect_options& opts) {
+// texts matched are libmariadb's (name check) and OpenSSL's (chain check). A look at the
+// certificate gets what is left of connect_timeout, so connect() stays within it.
+std::string tls_hint(std::string_view message, const connect_options& opts,
+                     steady::time_point deadline) {
     const auto has = [&](std::string_view part) {
         return message.find(part) != std::string_view::npos;
     };
     if (has("Validation of SSL server certificate failed"))
-        return name_mismatch_hint(opts);
+        return name_mismatch_hint(opts, deadline);
     if (has("self-signed certificate") || has("self signed certificate") ||
         has("unable to get local issuer certificate") || has("unable to get issuer certificate") ||
         has("unable to verify the first certificate"))
-        return unknown_ca_hint(opts);
+        return unknown_ca_hint(opts, deadline);
     if (has("certificate has expired") || has("certificate is not yet valid"))
         return "the server's certificate is outside its validity period: check this machine's "
                "clock; if it is right, the server's certificate needs renewing";
@@ -285,7 +291,9 @@ void set_connect_error(MYSQL* mysql, const connect_options& opts,
     error_class cls = diag.error_class();
     if (number == CR_SSL_CONNECTION_ERROR) {
         cls = error_class::tls;
-        refined = fmt::format("{}: {}; {}", context, message, tls_hint(message, opts));
+        refined =
+            fmt::format("{}: {}; {}", context, message,
+                        tls_hint(message, opts, steady::now() + (opts.connect_timeout - elapsed)));
     } else if (number == ER_ACCESS_DENIED_ERROR &&
                opts.effective_tls_mode() == tls_mode::disabled) {
         refined = diag.client_message() +

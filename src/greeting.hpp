@@ -1,4 +1,4 @@
-// Internal: whether a server offers TLS, read from its greeting before any login.
+// Internal: a server's greeting, read before any login (does it offer TLS?).
 #pragma once
 
 #include <cloudmysql/connect_options.hpp>

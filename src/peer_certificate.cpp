@@ -180,8 +180,8 @@ std::vector<std::string> peer_certificate::host_names() const {
     return names;
 }
 
-std::optional<peer_certificate> fetch_peer_certificate(const connect_options& opts) {
-    const auto deadline = steady::now() + opts.connect_timeout;
+std::optional<peer_certificate> fetch_peer_certificate(const connect_options& opts,
+                                                       steady::time_point deadline) {
     const greeted_socket server = connect_and_greet(opts, deadline);
     if (!server || (server.capabilities() & client_ssl) == 0 ||
         !send_ssl_request(server.fd(), deadline))

@@ -3,6 +3,7 @@
 
 #include <cloudmysql/connect_options.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,9 +29,10 @@ bool looks_like_host_name(std::string_view name);
 
 /// Opens a TCP connection of its own to `opts.host`:`opts.port`, asks for TLS as a MySQL client
 /// does (greeting, then an SSL request packet) and returns the server's certificate without
-/// verifying it; nothing else is sent, no login. Everything within `opts.connect_timeout`.
-/// Empty when it could not: a unix socket, no TLS offered, a failed handshake. Meant for the
-/// error path only: it explains a failed verification, it never decides one.
-std::optional<peer_certificate> fetch_peer_certificate(const connect_options& opts);
+/// verifying it; nothing else is sent, no login. Gives up at `deadline`. Empty when it could
+/// not: a unix socket, no TLS offered, a failed handshake, no time left. Meant for the error
+/// path only: it explains a failed verification, it never decides one.
+std::optional<peer_certificate>
+fetch_peer_certificate(const connect_options& opts, std::chrono::steady_clock::time_point deadline);
 
 } // namespace cloudmysql::detail
