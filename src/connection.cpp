@@ -225,7 +225,7 @@ std::string name_mismatch_hint(const connect_options& opts, steady::time_point d
         return fmt::format("this certificate names no host (subject {}), so no host name can "
                            "match it: Cloud SQL's server certificates are like this and need "
                            "ssl-mode=VERIFY_CA, which still checks that ssl-ca signed it",
-                           cert->subject);
+                           cert->subject.empty() ? "empty" : cert->subject);
     return fmt::format("the server's certificate does not name the host you connected to ({}); "
                        "it names {}: use one of those as the URL's host, or ssl-mode=VERIFY_CA "
                        "to check the chain only",
