@@ -1,11 +1,13 @@
 // connection and transaction over libmariadb.
 #include "greeting.hpp"
 #include "mysql_glue.hpp"
+#include "peer_certificate.hpp"
 
 #include <cloudmysql/connection.hpp>
 #include <cloudmysql/transaction.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <errmsg.h>
 #include <mysqld_error.h>
@@ -16,8 +18,11 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <system_error>
+#include <vector>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -194,19 +199,77 @@ bool apply_keepalive(MYSQL* mysql, const connect_options& opts, error_code& ec, 
            set(SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
 }
 
-// Why a connect attempt failed, told for the TLS cases that libmariadb words tersely.
-std::string_view tls_hint(std::string_view message, const connect_options& opts) {
-    if (message.find("Validation of SSL server certificate failed") != std::string_view::npos)
+using steady = std::chrono::steady_clock;
+
+// The server's certificate, when a TCP connection of our own can fetch it by `deadline`
+// (error path only).
+std::optional<detail::peer_certificate> peer_certificate_of(const connect_options& opts,
+                                                            steady::time_point deadline) {
+    if (!opts.unix_socket.empty() || opts.host.empty() || deadline <= steady::now())
+        return std::nullopt;
+    return detail::fetch_peer_certificate(opts, deadline);
+}
+
+// VERIFY_IDENTITY refused the certificate's names: say what it names and which mode fits.
+std::string name_mismatch_hint(const connect_options& opts, steady::time_point deadline) {
+    const auto cert = peer_certificate_of(opts, deadline);
+    if (!cert)
         return opts.unix_socket.empty() && !opts.host.empty()
                    ? "the server's certificate does not name the host you connected to: "
                      "connect with a name the certificate lists, or use ssl-mode=VERIFY_CA "
                      "when the certificate names no host (Cloud SQL)"
                    : "the server's certificate could not be matched to a host name: use "
                      "ssl-mode=VERIFY_CA";
-    if (message.find("certificate") != std::string_view::npos)
-        return "the server's certificate does not chain to a trusted root: set ssl-ca to the "
-               "file of the CA that signed it";
-    if (message.find("support") != std::string_view::npos)
+    const std::vector<std::string> names = cert->host_names();
+    if (names.empty())
+        return fmt::format("this certificate names no host (subject {}), so no host name can "
+                           "match it: Cloud SQL's server certificates are like this and need "
+                           "ssl-mode=VERIFY_CA, which still checks that ssl-ca signed it",
+                           cert->subject.empty() ? "empty" : cert->subject);
+    return fmt::format("the server's certificate does not name the host you connected to ({}); "
+                       "it names {}: use one of those as the URL's host, or ssl-mode=VERIFY_CA "
+                       "to check the chain only",
+                       opts.host, fmt::join(names, ", "));
+}
+
+// The chain ends in a root that ssl-ca (or the system) does not hold.
+std::string unknown_ca_hint(const connect_options& opts, steady::time_point deadline) {
+    const auto cert = peer_certificate_of(opts, deadline);
+    const std::string roots = opts.ssl_ca.empty()
+                                  ? fmt::format("the system's roots in {}", system_ca_path)
+                                  : fmt::format("ssl-ca={}", opts.ssl_ca);
+    const std::string issuer =
+        cert && !cert->issuer.empty() ? fmt::format(" (its issuer: {})", cert->issuer) : "";
+    return fmt::format(
+        "the server's certificate{} does not chain to a trusted root in {}: pass the server's "
+        "CA with ssl-ca=FILE. Azure: one file holding DigiCert Global Root CA, DigiCert "
+        "Global Root G2 and Microsoft RSA Root CA 2017. Cloud SQL: the instance's "
+        "server-ca.pem (gcloud sql instances describe INSTANCE "
+        "--format='value(serverCaCert.cert)', or gcloud sql ssl server-ca-certs list)",
+        issuer, roots);
+}
+
+// Why a connect attempt failed, told for the TLS cases that libmariadb words tersely. The
+// texts matched are libmariadb's (name check) and OpenSSL's (chain check). A look at the
+// certificate gets what is left of connect_timeout, so connect() stays within it.
+std::string tls_hint(std::string_view message, const connect_options& opts,
+                     steady::time_point deadline) {
+    const auto has = [&](std::string_view part) {
+        return message.find(part) != std::string_view::npos;
+    };
+    if (has("Validation of SSL server certificate failed"))
+        return name_mismatch_hint(opts, deadline);
+    if (has("self-signed certificate") || has("self signed certificate") ||
+        has("unable to get local issuer certificate") || has("unable to get issuer certificate") ||
+        has("unable to verify the first certificate"))
+        return unknown_ca_hint(opts, deadline);
+    if (has("certificate has expired") || has("certificate is not yet valid"))
+        return "the server's certificate is outside its validity period: check this machine's "
+               "clock; if it is right, the server's certificate needs renewing";
+    if (has("certificate"))
+        return "the server's certificate failed verification: check that ssl-ca holds the CA "
+               "that signed it";
+    if (has("support"))
         return "the server does not offer TLS: enable TLS on the server";
     return "the TLS handshake failed: check ssl-mode and ssl-ca";
 }
@@ -228,7 +291,9 @@ void set_connect_error(MYSQL* mysql, const connect_options& opts,
     error_class cls = diag.error_class();
     if (number == CR_SSL_CONNECTION_ERROR) {
         cls = error_class::tls;
-        refined = fmt::format("{}: {}; {}", context, message, tls_hint(message, opts));
+        refined =
+            fmt::format("{}: {}; {}", context, message,
+                        tls_hint(message, opts, steady::now() + (opts.connect_timeout - elapsed)));
     } else if (number == ER_ACCESS_DENIED_ERROR &&
                opts.effective_tls_mode() == tls_mode::disabled) {
         refined = diag.client_message() +

@@ -43,15 +43,6 @@ int remaining_ms(steady::time_point deadline) {
     return left.count() > 0 ? static_cast<int>(left.count()) : 0;
 }
 
-bool wait_for(int fd, short events, steady::time_point deadline) {
-    pollfd p{fd, events, 0};
-    int rc = 0;
-    do {
-        rc = ::poll(&p, 1, remaining_ms(deadline));
-    } while (rc < 0 && errno == EINTR);
-    return rc > 0;
-}
-
 // A non-blocking connect to one address, finished within the deadline.
 int connect_to(const addrinfo& ai, steady::time_point deadline) {
     const int fd =
@@ -85,23 +76,54 @@ bool read_exactly(int fd, unsigned char* out, std::size_t size, steady::time_poi
 
 } // namespace
 
-tls_offer probe_tls_offer(const connect_options& opts) {
+greeted_socket::greeted_socket(int fd, std::uint32_t capabilities) noexcept
+        : fd_(fd), capabilities_(capabilities) {
+}
+
+greeted_socket::greeted_socket(greeted_socket&& other) noexcept
+        : fd_(std::exchange(other.fd_, -1)), capabilities_(other.capabilities_) {
+}
+
+greeted_socket& greeted_socket::operator=(greeted_socket&& other) noexcept {
+    if (this != &other) {
+        if (fd_ >= 0)
+            ::close(fd_);
+        fd_ = std::exchange(other.fd_, -1);
+        capabilities_ = other.capabilities_;
+    }
+    return *this;
+}
+
+greeted_socket::~greeted_socket() {
+    if (fd_ >= 0)
+        ::close(fd_);
+}
+
+bool wait_for(int fd, short events, steady::time_point deadline) {
+    pollfd p{fd, events, 0};
+    int rc = 0;
+    do {
+        rc = ::poll(&p, 1, remaining_ms(deadline));
+    } while (rc < 0 && errno == EINTR);
+    return rc > 0;
+}
+
+greeted_socket connect_and_greet(const connect_options& opts, steady::time_point deadline) {
     if (!opts.unix_socket.empty())
-        return tls_offer::unknown;
-    const auto deadline = steady::now() + opts.connect_timeout;
+        return {};
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
     const std::string port = std::to_string(opts.port);
     if (::getaddrinfo(opts.host.c_str(), port.c_str(), &hints, &found) != 0)
-        return tls_offer::unknown;
+        return {};
     int fd = -1;
     for (addrinfo* ai = found; ai != nullptr && fd < 0; ai = ai->ai_next)
         fd = connect_to(*ai, deadline);
     ::freeaddrinfo(found);
     if (fd < 0)
-        return tls_offer::unknown;
+        return {};
     socket_guard guard(fd);
 
     // Packet header: 3 bytes of length, 1 of sequence. Then the greeting (protocol 10):
@@ -109,25 +131,32 @@ tls_offer probe_tls_offer(const connect_options& opts) {
     // filler (1), capability flags, low 16 bits.
     unsigned char header[4];
     if (!read_exactly(fd, header, sizeof header, deadline))
-        return tls_offer::unknown;
+        return {};
     const std::size_t length =
         std::size_t{header[0]} | (std::size_t{header[1]} << 8U) | (std::size_t{header[2]} << 16U);
     if (length == 0 || length > 4096)
-        return tls_offer::unknown;
+        return {};
     std::string body(length, '\0');
     if (!read_exactly(fd, reinterpret_cast<unsigned char*>(body.data()), length, deadline))
-        return tls_offer::unknown;
+        return {};
     if (static_cast<unsigned char>(body[0]) != 10)
-        return tls_offer::unknown; // an error packet (e.g. too many connections) or not MySQL
+        return {}; // an error packet (e.g. too many connections) or not MySQL
     const std::size_t version_end = body.find('\0', 1);
     const std::size_t flags_at = version_end + 1 + 4 + 8 + 1;
     if (version_end == std::string::npos || flags_at + 2 > body.size())
-        return tls_offer::unknown;
+        return {};
     const auto byte = [&body](std::size_t i) {
         return std::uint32_t{static_cast<unsigned char>(body[i])};
     };
     const std::uint32_t flags = byte(flags_at) | (byte(flags_at + 1) << 8U);
-    return (flags & client_ssl) != 0 ? tls_offer::offered : tls_offer::not_offered;
+    return {guard.release(), flags};
+}
+
+tls_offer probe_tls_offer(const connect_options& opts) {
+    const greeted_socket server = connect_and_greet(opts, steady::now() + opts.connect_timeout);
+    if (!server)
+        return tls_offer::unknown;
+    return (server.capabilities() & client_ssl) != 0 ? tls_offer::offered : tls_offer::not_offered;
 }
 
 } // namespace cloudmysql::detail
