@@ -28,7 +28,8 @@ namespace cloudmysql::test {
 class own_sandbox {
 public:
     /// `start_args` go to `mariadb-sandbox start` after the directory (e.g. "--no-tls").
-    explicit own_sandbox(const char* dir_variable, const std::vector<std::string>& start_args = {}) {
+    explicit own_sandbox(const char* dir_variable,
+                         const std::vector<std::string>& start_args = {}) {
         const char* script = std::getenv("CLOUDMYSQL_SANDBOX_SCRIPT");
         const char* dir = std::getenv(dir_variable);
         if (script == nullptr || dir == nullptr)
