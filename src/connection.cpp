@@ -21,6 +21,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -137,6 +138,21 @@ void set_string_option(MYSQL* mysql, mysql_option option, const std::string& val
 // modes when no ssl-ca is given, so that libmariadb checks the chain against them.
 constexpr const char* system_ca_path = "/etc/ssl/certs";
 
+// The authentication plugins that never send the password itself: a challenge-response
+// (native, ed25519, PARSEC), Kerberos, or caching_sha2/sha256, which send it only under TLS or
+// RSA-encrypted. Left out: mysql_clear_password and dialog (PAM), which send it as typed.
+constexpr std::string_view safe_auth_plugins =
+    "mysql_native_password,client_ed25519,parsec,auth_gssapi_client,caching_sha2_password,"
+    "sha256_password";
+
+// True when whatever authentication plugin the server asks for cannot show the password to a
+// third party: a unix socket, or TLS whose certificate the client verifies.
+bool password_link_protected(const connect_options& opts) {
+    const tls_mode mode = opts.effective_tls_mode();
+    return !opts.unix_socket.empty() || mode == tls_mode::verify_ca ||
+           mode == tls_mode::verify_identity;
+}
+
 void apply_tls(MYSQL* mysql, const connect_options& opts) {
     const tls_mode mode = opts.effective_tls_mode();
     if (mode == tls_mode::disabled)
@@ -173,6 +189,12 @@ void apply_options(MYSQL* mysql, const connect_options& opts) {
     // over verified TLS or a unix socket.
     if (opts.credentials)
         set_option(mysql, MYSQL_ENABLE_CLEARTEXT_PLUGIN, my_bool{1});
+    // libmariadb answers a server's request for any authentication plugin, including those that
+    // send the password as it is (and it ignores MYSQL_ENABLE_CLEARTEXT_PLUGIN). Where no
+    // verified certificate stands between us and the server, offer only the plugins that
+    // never reveal the password.
+    if (!password_link_protected(opts))
+        set_string_option(mysql, MARIADB_OPT_RESTRICTED_AUTH, std::string(safe_auth_plugins));
     apply_tls(mysql, opts);
 }
 
@@ -294,6 +316,15 @@ void set_connect_error(MYSQL* mysql, const connect_options& opts,
         refined =
             fmt::format("{}: {}; {}", context, message,
                         tls_hint(message, opts, steady::now() + (opts.connect_timeout - elapsed)));
+    } else if (number == CR_PLUGIN_NOT_ALLOWED) {
+        // libmariadb's own message garbles the plugin's name, so it is left out.
+        cls = error_class::auth;
+        refined = fmt::format("{}: the server asked for an authentication plugin that sends the "
+                              "password as it is (mysql_clear_password or dialog), and cloudmysql "
+                              "sends a password that way only over a unix socket or TLS with a "
+                              "verified certificate: use ssl-mode=VERIFY_CA or VERIFY_IDENTITY "
+                              "(with ssl-ca), or a unix socket",
+                              context);
     } else if (number == ER_ACCESS_DENIED_ERROR &&
                opts.effective_tls_mode() == tls_mode::disabled) {
         refined = diag.client_message() +
