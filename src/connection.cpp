@@ -145,12 +145,14 @@ constexpr std::string_view safe_auth_plugins =
     "mysql_native_password,client_ed25519,parsec,auth_gssapi_client,caching_sha2_password,"
     "sha256_password";
 
-// True when whatever authentication plugin the server asks for cannot show the password to a
-// third party: a unix socket, or TLS whose certificate the client verifies.
-bool password_link_protected(const connect_options& opts) {
+// True when a plugin that sends the password as it is may be answered: over a unix socket, or
+// over TLS whose certificate is verified. With VERIFY_CA libmariadb still logs in without TLS
+// when the server offers none, so there it is allowed only for a credential provider, whose
+// tokens need it (Cloud SQL IAM) and which connect() guards by reading the greeting first.
+bool cleartext_auth_allowed(const connect_options& opts) {
     const tls_mode mode = opts.effective_tls_mode();
-    return !opts.unix_socket.empty() || mode == tls_mode::verify_ca ||
-           mode == tls_mode::verify_identity;
+    return !opts.unix_socket.empty() || mode == tls_mode::verify_identity ||
+           (mode == tls_mode::verify_ca && opts.credentials);
 }
 
 void apply_tls(MYSQL* mysql, const connect_options& opts) {
@@ -190,10 +192,9 @@ void apply_options(MYSQL* mysql, const connect_options& opts) {
     if (opts.credentials)
         set_option(mysql, MYSQL_ENABLE_CLEARTEXT_PLUGIN, my_bool{1});
     // libmariadb answers a server's request for any authentication plugin, including those that
-    // send the password as it is (and it ignores MYSQL_ENABLE_CLEARTEXT_PLUGIN). Where no
-    // verified certificate stands between us and the server, offer only the plugins that
-    // never reveal the password.
-    if (!password_link_protected(opts))
+    // send the password as it is (and it ignores MYSQL_ENABLE_CLEARTEXT_PLUGIN). Where that
+    // could reach a third party, offer only the plugins that never reveal the password.
+    if (!cleartext_auth_allowed(opts))
         set_string_option(mysql, MARIADB_OPT_RESTRICTED_AUTH, std::string(safe_auth_plugins));
     apply_tls(mysql, opts);
 }
@@ -321,9 +322,9 @@ void set_connect_error(MYSQL* mysql, const connect_options& opts,
         cls = error_class::auth;
         refined = fmt::format("{}: the server asked for an authentication plugin that sends the "
                               "password as it is (mysql_clear_password or dialog), and cloudmysql "
-                              "sends a password that way only over a unix socket or TLS with a "
-                              "verified certificate: use ssl-mode=VERIFY_CA or VERIFY_IDENTITY "
-                              "(with ssl-ca), or a unix socket",
+                              "answers that only over a unix socket, over TLS with "
+                              "ssl-mode=VERIFY_IDENTITY, or with VERIFY_CA for a credential "
+                              "provider's token; the password was not sent",
                               context);
     } else if (number == ER_ACCESS_DENIED_ERROR &&
                opts.effective_tls_mode() == tls_mode::disabled) {
