@@ -28,7 +28,8 @@ namespace cloudmysql::test {
 class own_sandbox {
 public:
     /// `start_args` go to `mariadb-sandbox start` after the directory (e.g. "--no-tls").
-    explicit own_sandbox(const char* dir_variable, const std::vector<std::string>& start_args = {}) {
+    explicit own_sandbox(const char* dir_variable,
+                         const std::vector<std::string>& start_args = {}) {
         const char* script = std::getenv("CLOUDMYSQL_SANDBOX_SCRIPT");
         const char* dir = std::getenv(dir_variable);
         if (script == nullptr || dir == nullptr)
@@ -51,6 +52,12 @@ public:
 
     std::string url() const { return read_first_line(dir_ + "/url"); }
     connect_options options() const { return connect_options::from_url(url()); }
+    /// Root over TCP (TLS like the app user's URL), for what the app user may not do.
+    connect_options root_options() const {
+        return connect_options::from_url(read_first_line(dir_ + "/root-url"));
+    }
+    /// The sandbox's directory (TLS material in tls/, the port in port).
+    const std::string& dir() const { return dir_; }
 
     /// Stops mariadbd (SIGTERM) and waits until it has exited (30 s at most); the data stays.
     void stop_server() {
