@@ -50,6 +50,18 @@ public:
         });
     }
 
+    /// From now on, what the servers send on the connections relayed so far is read and
+    /// dropped, while what the clients send still arrives: a statement in flight is executed
+    /// but its answer is lost, as across a network partition. Connections accepted later are
+    /// not affected. Returns once in effect. Thread-safe.
+    void swallow_replies() {
+        on_io_thread([this] {
+            for (auto& weak : sessions_)
+                if (auto s = weak.lock())
+                    s->swallow_replies = true;
+        });
+    }
+
     /// Closes every connection relayed so far, both ways (the client sees its server go away);
     /// new ones are accepted as before. Returns once they are closed. Thread-safe.
     void drop_connections() {
@@ -71,11 +83,18 @@ private:
         tcp::socket server;
         std::array<char, 16384> up{};
         std::array<char, 16384> down{};
+        bool swallow_replies = false; // set on the io thread only
 
         void start(const tcp::endpoint& target) {
             server.async_connect(target, [self = shared_from_this()](auto ec) {
                 if (ec)
                     return self->stop();
+                // As the client and the server do: without it, Nagle's algorithm holds a
+                // small packet that follows one not yet acknowledged (COM_STMT_CLOSE, which
+                // has no answer, then the next command) until the peer's delayed ACK, 40 ms.
+                boost::system::error_code ignored;
+                self->client.set_option(tcp::no_delay(true), ignored);
+                self->server.set_option(tcp::no_delay(true), ignored);
                 pump(self, self->client, self->server, self->up);
                 pump(self, self->server, self->client, self->down);
             });
@@ -86,6 +105,9 @@ private:
                 boost::asio::buffer(buffer), [self, &from, &to, &buffer](auto ec, std::size_t n) {
                     if (ec)
                         return self->stop();
+                    // Swallowed: the server's answer never reaches the client.
+                    if (self->swallow_replies && &from == &self->server)
+                        return pump(self, from, to, buffer);
                     boost::asio::async_write(to, boost::asio::buffer(buffer.data(), n),
                                              [self, &from, &to, &buffer](auto wec, std::size_t) {
                                                  if (wec)

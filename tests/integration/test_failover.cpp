@@ -104,7 +104,8 @@ private:
 /// One failed attempt of a writer.
 struct write_error {
     steady::time_point at;
-    std::string stage; ///< "acquire" or "insert"
+    std::string stage;    ///< "acquire" or "insert"
+    std::int64_t key = 0; ///< the writer's key (seq) it tried to write
     error_code ec;
     error_class cls = error_class::none;
     std::uint64_t connection = 0; ///< the pool's sequence number; 0 when acquire failed
@@ -131,8 +132,8 @@ std::string describe(const write_error& e) {
 /// write is retried with the same key, and ER_DUP_ENTRY on a retry means an earlier attempt
 /// was applied although its answer was lost.
 void write_keys(pool& p, int writer, const std::atomic<bool>& stop,
-                std::atomic<std::uint64_t>& progress, steady::time_point hard_deadline,
-                writer_record& rec) {
+                std::atomic<std::uint64_t>& progress, std::atomic<std::uint64_t>& read_only_errors,
+                steady::time_point hard_deadline, writer_record& rec) {
     for (std::int64_t seq = 0; seq < 1000000 && !stop.load(); ++seq) {
         bool done = false;
         for (int attempt = 1; !done; ++attempt) {
@@ -144,7 +145,7 @@ void write_keys(pool& p, int writer, const std::atomic<bool>& stop,
             diagnostics diag;
             auto conn = p.acquire(ec, diag);
             if (ec) {
-                rec.errors.push_back({steady::now(), "acquire", ec, diag.error_class(), 0, 0,
+                rec.errors.push_back({steady::now(), "acquire", seq, ec, diag.error_class(), 0, 0,
                                       diag.client_message()});
                 std::this_thread::sleep_for(10ms);
                 continue;
@@ -164,9 +165,8 @@ void write_keys(pool& p, int writer, const std::atomic<bool>& stop,
                 rec.written.push_back(seq);
                 done = true;
             } else {
-                write_error e{steady::now(),        "insert",        ec,
-                              diag.error_class(),   conn.sequence(), 0,
-                              diag.client_message()};
+                write_error e{steady::now(),      "insert",        seq, ec,
+                              diag.error_class(), conn.sequence(), 0,   diag.client_message()};
                 // Which server answered: a session that turned read-only still answers.
                 if (diag.error_class() == error_class::read_only) {
                     error_code ignored;
@@ -174,6 +174,7 @@ void write_keys(pool& p, int writer, const std::atomic<bool>& stop,
                     const auto r = conn->query("SELECT @@server_id", ignored, ignored_diag);
                     if (!ignored && r.size() == 1)
                         e.server_id = r[0].get<std::int64_t>(0);
+                    ++read_only_errors;
                 }
                 rec.errors.push_back(std::move(e));
                 // Returned as is: the pool sees the connection's fault and closes it.
@@ -185,7 +186,18 @@ void write_keys(pool& p, int writer, const std::atomic<bool>& stop,
     }
 }
 
-void run_failover(bool cut_connections) {
+/// How the roles change hands.
+enum class switch_style {
+    /// The old primary turns read-only and keeps its connections: each learns of the change
+    /// from its next write (a DNS switch).
+    keep_connections,
+    /// The old primary's connections stop answering, then are cut (an HA failover): writes in
+    /// flight were applied but their answers are lost, so retries meet their own keys.
+    partition_and_cut,
+};
+
+void run_failover(switch_style style) {
+    const bool cut_connections = style == switch_style::partition_and_cut;
     // Both servers start at once: each takes seconds (keys, install, start).
     auto replica_started = std::async(std::launch::async, [] {
         return std::make_unique<own_sandbox>(
@@ -268,13 +280,14 @@ void run_failover(bool cut_connections) {
     constexpr int writers = 8;
     const auto hard_deadline = steady::now() + 45s;
     std::atomic<bool> stop{false};
-    std::array<std::atomic<std::uint64_t>, writers> progress{};
+    std::array<std::atomic<std::uint64_t>, writers> progress{}; // keys done: the next key
+    std::atomic<std::uint64_t> read_only_errors{0};
     std::vector<writer_record> records(writers);
     std::vector<std::thread> threads;
     for (int w = 0; w < writers; ++w)
         threads.emplace_back([&, w] {
             const auto i = static_cast<std::size_t>(w);
-            write_keys(p, w, stop, progress[i], hard_deadline, records[i]);
+            write_keys(p, w, stop, progress[i], read_only_errors, hard_deadline, records[i]);
         });
     const auto each_has = [&](const std::array<std::uint64_t, writers>& base, std::uint64_t n) {
         return std::ranges::all_of(
@@ -300,23 +313,71 @@ void run_failover(bool cut_connections) {
         FAIL("the writers did not get going");
     }
 
+    // A write the old primary applied and its writer has not heard of: the newest key of a
+    // writer is on the server but beyond the writer's progress, in three polls in a row.
+    const auto unacknowledged_write = [&] {
+        std::set<std::pair<int, std::int64_t>> seen;
+        for (int poll = 0; poll < 3; ++poll) {
+            std::set<std::pair<int, std::int64_t>> now;
+            for (const auto& r : primary_root.query(
+                     "SELECT writer, MAX(seq) FROM failover_db.writes GROUP BY writer")) {
+                const int w = r.get<int>(0);
+                const auto seq = r.get<std::int64_t>(1);
+                if (w >= 0 && w < writers &&
+                    progress[static_cast<std::size_t>(w)].load() <= static_cast<std::uint64_t>(seq))
+                    now.insert({w, seq});
+            }
+            if (poll > 0) {
+                std::set<std::pair<int, std::int64_t>> both;
+                std::ranges::set_intersection(seen, now, std::inserter(both, both.begin()));
+                now = std::move(both);
+            }
+            if (now.empty())
+                return false;
+            seen = std::move(now);
+            std::this_thread::sleep_for(25ms);
+        }
+        return true;
+    };
+
     // The switch.
     const auto switch_began = steady::now();
-    if (cut_connections)
-        forwarder.drop_connections(); // the old primary's connections die with it
+    bool partition_seen = false;
+    if (cut_connections) {
+        forwarder.swallow_replies();
+        partition_seen = eventually(unacknowledged_write, 20, 10ms);
+    }
     primary_root.query("SET GLOBAL read_only = ON");
+    if (!cut_connections) {
+        // The old primary refuses writes for a while, as during a real failover (Azure's take
+        // a minute or two): long enough for every writer to have met it once.
+        eventually([&] { return read_only_errors.load() >= writers; }, 400, 10ms);
+    }
     const std::string final_pos = single_string(primary_root, "SELECT @@gtid_binlog_pos");
     const bool replica_caught_up = caught_up(final_pos);
     replica_root.query("STOP SLAVE");
     replica_root.query("SET GLOBAL read_only = OFF");
     forwarder.set_target("127.0.0.1", replica.options().port);
     if (cut_connections)
-        forwarder.drop_connections(); // those made to the old primary during the switch
+        forwarder.drop_connections();
     const auto switch_ended = steady::now();
     const pool_metrics at_switch = p.metrics();
 
     const auto after_switch = snapshot();
     const bool resumed = eventually([&] { return each_has(after_switch, 50); }, 600, 25ms);
+    // While the writers go on, the pool lets go of every session on the old primary: those
+    // that failed are closed, and the older ones retired with them.
+    std::int64_t left_on_old_primary = -1;
+    eventually(
+        [&] {
+            left_on_old_primary =
+                primary_root
+                    .query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = "
+                           "'failover_app'")[0]
+                    .get<std::int64_t>(0);
+            return left_on_old_primary == 0;
+        },
+        200, 25ms);
     stop_writers();
     REQUIRE_MESSAGE(replica_caught_up, "the replica did not reach ", final_pos);
 
@@ -417,7 +478,8 @@ void run_failover(bool cut_connections) {
     for (std::size_t r = 0; r < close_reason_count; ++r)
         if (end.closed[r] > 0)
             closed += fmt::format(" {} {}", end.closed[r], to_string(static_cast<close_reason>(r)));
-    MESSAGE(std::string(cut_connections ? "connections cut; " : "connections kept; "),
+    MESSAGE(std::string(cut_connections ? "partition and cut" : "connections kept"),
+            std::string(partition_seen ? " (unacknowledged write seen); " : "; "),
             considered_written.size(), " keys written, ", rows, " rows on the new primary (",
             rows_from_new_primary, " written there), ", old_primary_rows,
             " on the old one; switch took ", ms(switch_ended - switch_began), " ms; ", errors_total,
@@ -426,6 +488,10 @@ void run_failover(bool cut_connections) {
             " connections by the end of the switch, ", end.created, " in all; closed:", closed);
 
     CHECK(resumed);
+    CHECK_MESSAGE(left_on_old_primary == 0, left_on_old_primary,
+                  " sessions of the pool still on the old primary");
+    if (partition_seen) // a retry met a key applied by an attempt whose answer was lost
+        CHECK(already_applied > 0);
     CHECK(rows_from_new_primary > 0);
     CHECK(rows == stored.size());
     CHECK(missing.empty());
@@ -440,9 +506,9 @@ void run_failover(bool cut_connections) {
 } // namespace
 
 TEST_CASE("failover behind one address: the primary turns read-only, the replica takes writes") {
-    run_failover(false);
+    run_failover(switch_style::keep_connections);
 }
 
 TEST_CASE("failover that cuts the connections: retries recognise the writes that were applied") {
-    run_failover(true);
+    run_failover(switch_style::partition_and_cut);
 }
