@@ -12,6 +12,7 @@
 //
 // No assertion depends on timing; waits are bounded loops.
 #include "own_sandbox.hpp"
+#include "stopping_threads.hpp"
 #include "tcp_forwarder.hpp"
 #include "test_server.hpp"
 
@@ -274,7 +275,10 @@ void run_failover(switch_style style) {
     app.port = forwarder.port();
     app.ssl_ca = cas.path();
     app.tls_mode = tls_mode::verify_identity;
-    const pool_options settings{.max_size = 8, .acquire_timeout = 2s, .backoff_max = 500ms};
+    // While the old primary's answers are swallowed, every connection is stuck and the
+    // writers wait in acquire: the partition below lasts well under acquire_timeout, so that
+    // no acquire fails for it.
+    const pool_options settings{.max_size = 8, .acquire_timeout = 5s, .backoff_max = 500ms};
     pool p(app, settings);
 
     constexpr int writers = 8;
@@ -283,9 +287,9 @@ void run_failover(switch_style style) {
     std::array<std::atomic<std::uint64_t>, writers> progress{}; // keys done: the next key
     std::atomic<std::uint64_t> read_only_errors{0};
     std::vector<writer_record> records(writers);
-    std::vector<std::thread> threads;
+    test::stopping_threads threads(stop);
     for (int w = 0; w < writers; ++w)
-        threads.emplace_back([&, w] {
+        threads.start([&, w] {
             const auto i = static_cast<std::size_t>(w);
             write_keys(p, w, stop, progress[i], read_only_errors, hard_deadline, records[i]);
         });
@@ -300,12 +304,7 @@ void run_failover(switch_style style) {
             s[i] = progress[i].load();
         return s;
     };
-    const auto stop_writers = [&] {
-        stop = true;
-        for (auto& t : threads)
-            t.join();
-        threads.clear();
-    };
+    const auto stop_writers = [&] { threads.join(); };
 
     const bool writing = eventually([&] { return each_has({}, 50); }, 400, 25ms);
     if (!writing) {
@@ -345,7 +344,7 @@ void run_failover(switch_style style) {
     bool partition_seen = false;
     if (cut_connections) {
         forwarder.swallow_replies();
-        partition_seen = eventually(unacknowledged_write, 20, 10ms);
+        partition_seen = eventually(unacknowledged_write, 10, 10ms); // 1 s at most
     }
     primary_root.query("SET GLOBAL read_only = ON");
     if (!cut_connections) {

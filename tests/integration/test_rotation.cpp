@@ -8,6 +8,7 @@
 // on timing except the bound the issue sets: no thread sees requests fail for longer than one
 // acquire_timeout. Waits are bounded loops.
 #include "own_sandbox.hpp"
+#include "stopping_threads.hpp"
 #include "test_server.hpp"
 
 #include <cloudmysql/credentials.hpp>
@@ -157,9 +158,9 @@ TEST_CASE("the password rotates under 16 threads: connections turn over to the n
     std::atomic<bool> stop{false};
     std::atomic<std::uint64_t> successes{0};
     std::vector<worker_record> records(threads);
-    std::vector<std::thread> workers;
+    test::stopping_threads workers(stop);
     for (int t = 0; t < threads; ++t)
-        workers.emplace_back([&, t] {
+        workers.start([&, t] {
             worker_record& rec = records[static_cast<std::size_t>(t)];
             std::optional<steady::time_point> failing_since;
             // Bounded, though the stop flag ends it much sooner.
@@ -195,12 +196,7 @@ TEST_CASE("the password rotates under 16 threads: connections turn over to the n
                 rec.longest_failure_run =
                     std::max(rec.longest_failure_run, steady::now() - *failing_since);
         });
-    const auto stop_workers = [&] {
-        stop = true;
-        for (auto& w : workers)
-            w.join();
-        workers.clear();
-    };
+    const auto stop_workers = [&] { workers.join(); };
 
     // The pool is busy and has opened its connections with the old password.
     const bool warm = eventually([&] { return successes.load() >= 2000; }, 400, 25ms);
