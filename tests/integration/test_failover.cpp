@@ -6,9 +6,10 @@
 // read-only and lost-connection kind, and only during the switch.
 //
 // Two variants: the forwarder keeps the old connections (a DNS switch: the old primary
-// answers until each connection learns it is read-only), or it cuts them at the start and at
-// the end of the switch (an HA failover: writes in flight are then ambiguous, and a retry
-// must recognise a key that was applied).
+// answers until each connection learns it is read-only), or the old primary's answers are
+// lost until a write was applied without its writer hearing of it, and its connections are
+// cut at the end of the switch (an HA failover after a partition: a retry must recognise a
+// key that was applied).
 //
 // No assertion depends on timing; waits are bounded loops.
 #include "own_sandbox.hpp"
@@ -33,7 +34,6 @@
 #include <iterator>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <ranges>
 #include <set>
 #include <string>
