@@ -498,8 +498,10 @@ void run_failover(switch_style style) {
     CHECK(old_primary_rows_missing == 0);
     CHECK(errors_total > 0); // the switch was seen: the test exercised what it claims to
     CHECK(errors_after_switch <= settings.max_size + settings.max_connecting);
-    for (const auto& u : unexpected)
-        FAIL_CHECK(u);
+    // The first few in full; a broken pool can produce thousands.
+    for (std::size_t i = 0; i < std::min<std::size_t>(unexpected.size(), 20); ++i)
+        FAIL_CHECK(unexpected[i]);
+    CHECK_MESSAGE(unexpected.empty(), unexpected.size(), " unexpected outcomes");
 }
 
 } // namespace
