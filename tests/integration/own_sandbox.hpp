@@ -52,6 +52,12 @@ public:
 
     std::string url() const { return read_first_line(dir_ + "/url"); }
     connect_options options() const { return connect_options::from_url(url()); }
+    /// Root over TCP (TLS like the app user's URL), for what the app user may not do.
+    connect_options root_options() const {
+        return connect_options::from_url(read_first_line(dir_ + "/root-url"));
+    }
+    /// The sandbox's directory (TLS material in tls/, the port in port).
+    const std::string& dir() const { return dir_; }
 
     /// Stops mariadbd (SIGTERM) and waits until it has exited (30 s at most); the data stays.
     void stop_server() {

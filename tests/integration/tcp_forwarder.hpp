@@ -1,5 +1,6 @@
 // A loopback TCP forwarder the tests control: it forwards to a server, or accepts and never
-// answers (a dead path). Runs its own thread; stops on destruction.
+// answers (a dead path); it can switch to another server and cut the connections it relays
+// (a failover behind one host name). Runs its own thread; stops on destruction.
 #pragma once
 
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
@@ -9,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <future>
 #include <list>
 #include <memory>
 #include <string>
@@ -39,6 +41,39 @@ public:
 
     std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
 
+    /// Connections accepted from now on go to host:port; those already relayed stay with the
+    /// old server. Returns once the switch is in effect. Thread-safe.
+    void set_target(std::string host, std::uint16_t port) {
+        on_io_thread([this, host = std::move(host), port]() mutable {
+            target_host_ = std::move(host);
+            target_port_ = port;
+        });
+    }
+
+    /// From now on, what the servers send on the connections relayed so far is read and
+    /// dropped, while what the clients send still arrives: a statement in flight is executed
+    /// but its answer is lost, as across a network partition. Connections accepted later are
+    /// not affected. Returns once in effect. Thread-safe.
+    void swallow_replies() {
+        on_io_thread([this] {
+            for (auto& weak : sessions_)
+                if (auto s = weak.lock())
+                    s->swallow_replies = true;
+        });
+    }
+
+    /// Closes every connection relayed so far, both ways (the client sees its server go away);
+    /// new ones are accepted as before. Returns once they are closed. Thread-safe.
+    void drop_connections() {
+        on_io_thread([this] {
+            for (auto& weak : sessions_)
+                if (auto s = weak.lock())
+                    s->stop();
+            sessions_.clear();
+            held_.clear();
+        });
+    }
+
 private:
     using tcp = boost::asio::ip::tcp;
 
@@ -48,11 +83,18 @@ private:
         tcp::socket server;
         std::array<char, 16384> up{};
         std::array<char, 16384> down{};
+        bool swallow_replies = false; // set on the io thread only
 
         void start(const tcp::endpoint& target) {
             server.async_connect(target, [self = shared_from_this()](auto ec) {
                 if (ec)
                     return self->stop();
+                // As the client and the server do: without it, Nagle's algorithm holds a
+                // small packet that follows one not yet acknowledged (COM_STMT_CLOSE, which
+                // has no answer, then the next command) until the peer's delayed ACK, 40 ms.
+                boost::system::error_code ignored;
+                self->client.set_option(tcp::no_delay(true), ignored);
+                self->server.set_option(tcp::no_delay(true), ignored);
                 pump(self, self->client, self->server, self->up);
                 pump(self, self->server, self->client, self->down);
             });
@@ -63,6 +105,9 @@ private:
                 boost::asio::buffer(buffer), [self, &from, &to, &buffer](auto ec, std::size_t n) {
                     if (ec)
                         return self->stop();
+                    // Swallowed: the server's answer never reaches the client.
+                    if (self->swallow_replies && &from == &self->server)
+                        return pump(self, from, to, buffer);
                     boost::asio::async_write(to, boost::asio::buffer(buffer.data(), n),
                                              [self, &from, &to, &buffer](auto wec, std::size_t) {
                                                  if (wec)
@@ -87,9 +132,22 @@ private:
             } else {
                 auto s = std::make_shared<session>(std::move(socket));
                 s->start({boost::asio::ip::make_address(target_host_), target_port_});
+                sessions_.remove_if([](const auto& weak) { return weak.expired(); });
+                sessions_.push_back(s);
             }
             accept();
         });
+    }
+
+    // Runs `f` on the forwarder's thread, which owns the sockets and the target, and waits.
+    template <class F>
+    void on_io_thread(F f) {
+        std::promise<void> done;
+        boost::asio::post(io_, [&] {
+            f();
+            done.set_value();
+        });
+        done.get_future().wait();
     }
 
     boost::asio::io_context io_;
@@ -98,6 +156,7 @@ private:
     std::uint16_t target_port_;
     mode mode_;
     std::list<tcp::socket> held_;
+    std::list<std::weak_ptr<session>> sessions_; // relayed connections, for drop_connections()
     std::thread thread_;
 };
 
