@@ -78,7 +78,12 @@ namespace {
 void set_error(unsigned int number, const char* message, const char* sqlstate,
                std::string_view context, error_code& ec, diagnostics& diag) {
     ec = make_mysql_error_code(number);
-    const error_class cls = classify(ec);
+    error_class cls = classify(ec);
+    // 1290 names the option that stopped the statement: only --read-only and
+    // --super-read-only mean the server turned into a replica.
+    if (number == ER_OPTION_PREVENTS_STATEMENT && message != nullptr &&
+        std::string_view(message).find("read-only") == std::string_view::npos)
+        cls = error_class::other;
     const std::string_view hint = hint_for(cls);
     const bool from_server = !is_client_errno(static_cast<int>(number));
     std::string ours = std::string(context);

@@ -49,6 +49,38 @@ TEST_CASE("a syntax error carries the server's errno, SQLSTATE and message apart
     CHECK_THROWS_AS(conn.prepare("SELEC ?"), database_error);
 }
 
+TEST_CASE("error 1290 is a read-only fault only when the option it names is read-only") {
+    // 1290 is "the server is running with the --X option so it cannot execute this statement".
+    // The sandbox runs with --secure-file-priv: a file outside it is refused with 1290, and that
+    // says nothing about the server's role, so the pool must not retire its connections.
+    connection conn(test::server_options());
+    error_code ec;
+    diagnostics diag;
+    conn.query("SELECT 1 INTO OUTFILE '/tmp/cloudmysql-outside-secure-file-priv'", ec, diag);
+    CHECK(ec.value() == 1290);
+    CHECK(contains(diag.server_message(), "secure-file-priv"));
+    CHECK(diag.error_class() == error_class::other);
+    CHECK(conn.fault() == error_class::none);
+
+    // --read-only itself: a user without READ ONLY ADMIN writing to a read-only server.
+    connection root(test::root_options());
+    scratch_database db;
+    root.query("CREATE USER IF NOT EXISTS 'cloudmysql_ro'@'%' IDENTIFIED BY 'ro-password-1'");
+    root.query(fmt::format("GRANT ALL ON `{}`.* TO 'cloudmysql_ro'@'%'", db.name()));
+    connect_options ro_opts = db.options();
+    ro_opts.user = "cloudmysql_ro";
+    ro_opts.password = "ro-password-1";
+    connection ro(ro_opts);
+    ro.query("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    root.query("SET GLOBAL read_only = ON");
+    ro.query("INSERT INTO t VALUES (1)", ec, diag);
+    root.query("SET GLOBAL read_only = OFF");
+    root.query("DROP USER 'cloudmysql_ro'@'%'");
+    CHECK(ec.value() == 1290);
+    CHECK(diag.error_class() == error_class::read_only);
+    CHECK(ro.fault() == error_class::read_only);
+}
+
 TEST_CASE("a value too long for its column is an error and nothing is written") {
     scratch_database db;
     connection conn(db.options());
