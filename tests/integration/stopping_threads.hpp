@@ -1,13 +1,26 @@
 // Worker threads that a test stops and joins, also when an assertion throws while they run
-// (a joinable std::thread going out of scope would end the program).
+// (a joinable std::thread going out of scope would end the program), and a bounded poll.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <thread>
 #include <utility>
 #include <vector>
 
 namespace cloudmysql::test {
+
+/// Polls `done` up to `tries` times, `pause` apart; true once it holds.
+inline bool eventually(const std::function<bool()>& done, int tries,
+                       std::chrono::milliseconds pause) {
+    for (int i = 0; i < tries; ++i) {
+        if (done())
+            return true;
+        std::this_thread::sleep_for(pause);
+    }
+    return done();
+}
 
 /// Starts threads that watch `stop`; join() (or the destructor) sets it and waits for them.
 /// Declare it after everything the threads use, so that it goes first.

@@ -49,19 +49,10 @@ using cloudmysql::test::tcp_forwarder;
 
 namespace {
 
+using cloudmysql::test::eventually;
 using steady = std::chrono::steady_clock;
 
 constexpr unsigned er_dup_entry = 1062;
-
-/// Polls `done` up to `tries` times, `pause` apart; true once it holds.
-bool eventually(const std::function<bool()>& done, int tries, std::chrono::milliseconds pause) {
-    for (int i = 0; i < tries; ++i) {
-        if (done())
-            return true;
-        std::this_thread::sleep_for(pause);
-    }
-    return done();
-}
 
 std::string single_string(connection& c, std::string_view sql) {
     const auto r = c.query(sql);

@@ -37,17 +37,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using cloudmysql::test::eventually;
 using steady = std::chrono::steady_clock;
-
-/// Polls `done` up to `tries` times, `pause` apart; true once it holds.
-bool eventually(const std::function<bool()>& done, int tries, std::chrono::milliseconds pause) {
-    for (int i = 0; i < tries; ++i) {
-        if (done())
-            return true;
-        std::this_thread::sleep_for(pause);
-    }
-    return done();
-}
 
 std::uint64_t closed_for(const pool_metrics& m, close_reason r) {
     return m.closed[static_cast<std::size_t>(r)];
