@@ -244,6 +244,19 @@ bool raw_lookup::find(std::int64_t id) {
     return found;
 }
 
+void dedicated_lookups(benchmark::State& state, const connect_options& server, id_range ids) {
+    try {
+        raw_connection conn(server);
+        raw_lookup lookup(conn);
+        id_picker pick(ids, static_cast<std::uint64_t>(state.thread_index()) + 1);
+        for (auto _ : state)
+            benchmark::DoNotOptimize(lookup.find(pick.next()));
+        state.SetItemsProcessed(state.iterations());
+    } catch (const std::exception& e) {
+        fail(state, e.what());
+    }
+}
+
 // ---- running and reporting ------------------------------------------------------------------
 
 void fail(benchmark::State& state, std::string_view what) {
@@ -268,7 +281,10 @@ public:
             const bool single = r.run_type == Run::RT_Iteration;
             if (!median && !single)
                 continue;
-            const std::string key = fmt::format("{}/{}", r.run_name.function_name, r.threads);
+            std::string key = r.run_name.function_name;
+            if (!r.run_name.args.empty())
+                key += "/" + r.run_name.args;
+            key += fmt::format("/{}", r.threads);
             // A single run does not replace a median already kept (repetitions report both
             // unless aggregates only).
             if (single && medians_.contains(key))

@@ -111,6 +111,10 @@ private:
     MYSQL_BIND result_binds_[6]{};
 };
 
+/// The `dedicated` baseline: this thread opens its own raw connection, prepares the lookup
+/// once and runs it on every iteration (items: lookups). Reports failures through fail().
+void dedicated_lookups(benchmark::State& state, const connect_options& server, id_range ids);
+
 /// One benchmark's figures: the median over repetitions, or the single run's.
 struct figure {
     double real_time_ns = 0; ///< per iteration
@@ -120,7 +124,7 @@ struct figure {
         return it == counters.end() ? 0.0 : it->second;
     }
 };
-/// Figures by "function_name/threads" (e.g. "dedicated/4").
+/// Figures by "function_name[/args]/threads" (e.g. "dedicated/4", "async_pooled/64/1/1").
 using figures = std::map<std::string, figure>;
 
 /// A row of the results table: | benchmark | figure | value | target |.

@@ -31,16 +31,7 @@ bench::id_range ids;
 std::unique_ptr<pool> shared_pool;
 
 void dedicated(benchmark::State& state) {
-    try {
-        bench::raw_connection conn(*config.server);
-        bench::raw_lookup lookup(conn);
-        bench::id_picker pick(ids, static_cast<std::uint64_t>(state.thread_index()) + 1);
-        for (auto _ : state)
-            benchmark::DoNotOptimize(lookup.find(pick.next()));
-        state.SetItemsProcessed(state.iterations());
-    } catch (const std::exception& e) {
-        bench::fail(state, e.what());
-    }
+    bench::dedicated_lookups(state, *config.server, ids);
 }
 
 void pooled(benchmark::State& state) {
