@@ -6,8 +6,9 @@
 //
 // Against `dedicated` at the same concurrency: raw libmariadb, one thread and one connection
 // per concurrent request. At 256 that would need 256 connections; the server allows fewer, so
-// dedicated runs min(concurrency, max_connections - 16 (the pool) - 2 (spare)) threads, and the
-// table says how many.
+// dedicated runs min(concurrency, max_connections - 10 (spare for sessions still closing))
+// threads, and the table says how many. The pool is open only during the async runs (Setup and
+// Teardown), so that dedicated has the server to itself.
 #include "bench_support.hpp"
 
 #include <cloudmysql/pool.hpp>
@@ -43,7 +44,24 @@ namespace asio = boost::asio;
 bench::settings config;
 bench::id_range ids;
 std::unique_ptr<pool> shared_pool;
+std::string setup_error; // why the pool could not be opened, for the benchmark to report
 std::int64_t dedicated_cap = 0;
+
+void open_pool(const benchmark::State&) {
+    try {
+        shared_pool =
+            std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
+                                                                .min_idle = bench::pool_size});
+        shared_pool->warm_up();
+    } catch (const std::exception& e) {
+        shared_pool.reset();
+        setup_error = fmt::format("cannot open the pool: {}", e.what());
+    }
+}
+
+void close_pool(const benchmark::State&) {
+    shared_pool.reset();
+}
 
 // Lookups each coroutine makes per benchmark iteration.
 constexpr int rounds = 4;
@@ -89,6 +107,8 @@ asio::awaitable<void> lookups(asio::thread_pool& db_threads, std::uint64_t seed)
 }
 
 void async_pooled(benchmark::State& state) {
+    if (!shared_pool)
+        return bench::fail(state, setup_error);
     const int concurrency = static_cast<int>(state.range(0));
     const int io_threads = static_cast<int>(state.range(1));
     asio::io_context io(io_threads);
@@ -162,18 +182,15 @@ int main(int argc, char** argv) {
     try {
         ids = bench::prepare_clinic(config);
         const auto server = bench::read_server(*config.server);
-        dedicated_cap = server.max_connections - static_cast<std::int64_t>(bench::pool_size) - 2;
-        if (dedicated_cap < 1) {
+        dedicated_cap = server.max_connections - 10;
+        if (dedicated_cap < 1 ||
+            server.max_connections < static_cast<std::int64_t>(bench::pool_size) + 2) {
             fmt::print(stderr,
-                       "pool_async: the server allows {} connections; the pool needs {} "
-                       "and dedicated at least 1 more: raise max_connections\n",
+                       "pool_async: the server allows {} connections; the pool needs {} and "
+                       "dedicated 11 at least: raise max_connections\n",
                        server.max_connections, bench::pool_size);
             return 1;
         }
-        shared_pool =
-            std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
-                                                                .min_idle = bench::pool_size});
-        shared_pool->warm_up();
     } catch (const std::exception& e) {
         fmt::print(stderr, "pool_async: cannot set up: {}\n", e.what());
         return 1;
@@ -183,7 +200,9 @@ int main(int argc, char** argv) {
         for (const int io : io_thread_counts)
             benchmark::RegisterBenchmark("async_pooled", async_pooled)
                 ->Args({c, io})
-                ->UseRealTime();
+                ->UseRealTime()
+                ->Setup(open_pool)
+                ->Teardown(close_pool);
         const int d = dedicated_threads(c);
         if (std::find(dedicated_counts.begin(), dedicated_counts.end(), d) ==
             dedicated_counts.end()) {
@@ -196,7 +215,5 @@ int main(int argc, char** argv) {
             benchmark::RegisterBenchmark("dedicated", dedicated)->Threads(d)->UseRealTime();
         }
     }
-    const int rc = bench::run(argc, argv, config, summarize);
-    shared_pool.reset();
-    return rc;
+    return bench::run(argc, argv, config, summarize);
 }

@@ -29,12 +29,31 @@ using namespace cloudmysql;
 bench::settings config;
 bench::id_range ids;
 std::unique_ptr<pool> shared_pool;
+std::string setup_error; // why a pool could not be opened, for the benchmark to report
 
 void dedicated(benchmark::State& state) {
     bench::dedicated_lookups(state, *config.server, ids);
 }
 
+void open_pool(const benchmark::State&) {
+    try {
+        shared_pool =
+            std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
+                                                                .min_idle = bench::pool_size});
+        shared_pool->warm_up();
+    } catch (const std::exception& e) {
+        shared_pool.reset();
+        setup_error = fmt::format("cannot open the pool: {}", e.what());
+    }
+}
+
+void close_pool(const benchmark::State&) {
+    shared_pool.reset();
+}
+
 void pooled(benchmark::State& state) {
+    if (!shared_pool)
+        return bench::fail(state, setup_error);
     try {
         bench::id_picker pick(ids, static_cast<std::uint64_t>(state.thread_index()) + 1);
         for (auto _ : state) {
@@ -84,7 +103,25 @@ struct kept_statement_connector {
 
 std::unique_ptr<basic_pool<kept_statement_connector>> kept_pool;
 
+void open_kept_pool(const benchmark::State&) {
+    try {
+        kept_pool = std::make_unique<basic_pool<kept_statement_connector>>(
+            pool_options{.max_size = bench::pool_size, .min_idle = bench::pool_size},
+            kept_statement_connector{});
+        kept_pool->warm_up();
+    } catch (const std::exception& e) {
+        kept_pool.reset();
+        setup_error = fmt::format("cannot open the pool: {}", e.what());
+    }
+}
+
+void close_kept_pool(const benchmark::State&) {
+    kept_pool.reset();
+}
+
 void pooled_kept_statement(benchmark::State& state) {
+    if (!kept_pool)
+        return bench::fail(state, setup_error);
     try {
         bench::id_picker pick(ids, static_cast<std::uint64_t>(state.thread_index()) + 1);
         for (auto _ : state) {
@@ -131,6 +168,7 @@ std::vector<bench::table_row> summarize(const bench::figures& f) {
         const double d = qps("dedicated", t);
         const double p = qps("pooled", t);
         const double c = qps("connect_per_query", t);
+        const double k = qps("pooled_kept_statement", t);
         if (d == 0 && p == 0 && c == 0)
             continue;
         rows.push_back(
@@ -138,6 +176,12 @@ std::vector<bench::table_row> summarize(const bench::figures& f) {
              fmt::format("dedicated {}, pooled {}, connect_per_query {}", bench::format_rate(d),
                          bench::format_rate(p), bench::format_rate(c)),
              ""});
+        if (k > 0)
+            rows.push_back({"pool_throughput",
+                            fmt::format("diagnostic: pooled_kept_statement ({} queries/s) / "
+                                        "dedicated, {} thread(s): no reset, statement kept",
+                                        bench::format_rate(k), t),
+                            ratio(k, d), ""});
         if (t < 64) {
             rows.push_back({"pool_throughput", fmt::format("pooled / dedicated, {} thread(s)", t),
                             ratio(p, d), ">= 0.97"});
@@ -161,51 +205,38 @@ int main(int argc, char** argv) {
     try {
         ids = bench::prepare_clinic(config);
         server = bench::read_server(*config.server);
-        shared_pool =
-            std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
-                                                                .min_idle = bench::pool_size});
-        shared_pool->warm_up();
-        // The diagnostic pool only where the server has room for both pools and a thread.
-        if (2 * static_cast<std::int64_t>(bench::pool_size) + 3 <= server.max_connections) {
-            kept_pool = std::make_unique<basic_pool<kept_statement_connector>>(
-                pool_options{.max_size = bench::pool_size, .min_idle = bench::pool_size},
-                kept_statement_connector{});
-            kept_pool->warm_up();
-        }
     } catch (const std::exception& e) {
         fmt::print(stderr, "pool_throughput: cannot set up: {}\n", e.what());
         return 1;
     }
-    // The pools' connections stay open throughout; raw ones come on top, 2 spare.
     const auto fits = [&](int threads) {
-        const std::int64_t pools = kept_pool ? 2 : 1;
-        return static_cast<std::int64_t>(threads) +
-                   pools * static_cast<std::int64_t>(bench::pool_size) + 2 <=
-               server.max_connections;
+        return static_cast<std::int64_t>(threads) + 10 <= server.max_connections;
     };
     for (const int t : thread_counts) {
         if (fits(t))
             benchmark::RegisterBenchmark("dedicated", dedicated)->Threads(t)->UseRealTime();
         else
             fmt::print(stderr,
-                       "dedicated and connect_per_query at {} threads left out: with the pools' "
-                       "connections they need more than the server's max_connections = {}\n",
+                       "dedicated and connect_per_query at {} threads left out: they need more "
+                       "than the server's max_connections = {} (10 kept spare)\n",
                        t, server.max_connections);
     }
     for (const int t : thread_counts)
-        benchmark::RegisterBenchmark("pooled", pooled)->Threads(t)->UseRealTime();
-    if (kept_pool)
-        for (const int t : thread_counts)
-            benchmark::RegisterBenchmark("pooled_kept_statement", pooled_kept_statement)
-                ->Threads(t)
-                ->UseRealTime();
+        benchmark::RegisterBenchmark("pooled", pooled)
+            ->Threads(t)
+            ->UseRealTime()
+            ->Setup(open_pool)
+            ->Teardown(close_pool);
+    for (const int t : thread_counts)
+        benchmark::RegisterBenchmark("pooled_kept_statement", pooled_kept_statement)
+            ->Threads(t)
+            ->UseRealTime()
+            ->Setup(open_kept_pool)
+            ->Teardown(close_kept_pool);
     for (const int t : thread_counts)
         if (fits(t))
             benchmark::RegisterBenchmark("connect_per_query", connect_per_query)
                 ->Threads(t)
                 ->UseRealTime();
-    const int rc = bench::run(argc, argv, config, summarize);
-    kept_pool.reset();
-    shared_pool.reset();
-    return rc;
+    return bench::run(argc, argv, config, summarize);
 }
