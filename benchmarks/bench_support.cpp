@@ -10,11 +10,13 @@
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
+#include <thread>
 
 namespace cloudmysql::bench {
 namespace {
@@ -190,6 +192,20 @@ raw_connection::~raw_connection() {
     mysql_close(mysql_);
 }
 
+std::unique_ptr<raw_connection> connect_when_room(const connect_options& options) {
+    for (int attempt = 1;; ++attempt) {
+        try {
+            return std::make_unique<raw_connection>(options);
+        } catch (const std::runtime_error& e) {
+            // Under TLS the refusal arrives as client error 2002 quoting the server's 1040.
+            if (attempt >= 50 ||
+                std::string_view(e.what()).find("Too many connections") == std::string_view::npos)
+                throw;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+}
+
 raw_lookup::raw_lookup(raw_connection& conn) {
     stmt_ = mysql_stmt_init(conn.get());
     if (stmt_ == nullptr)
@@ -246,8 +262,8 @@ bool raw_lookup::find(std::int64_t id) {
 
 void dedicated_lookups(benchmark::State& state, const connect_options& server, id_range ids) {
     try {
-        raw_connection conn(server);
-        raw_lookup lookup(conn);
+        const auto conn = connect_when_room(server);
+        raw_lookup lookup(*conn);
         id_picker pick(ids, static_cast<std::uint64_t>(state.thread_index()) + 1);
         for (auto _ : state)
             benchmark::DoNotOptimize(lookup.find(pick.next()));

@@ -7,12 +7,15 @@
 #include <benchmark/benchmark.h>
 #include <mysql.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace cloudmysql::bench {
@@ -84,6 +87,26 @@ public:
 private:
     MYSQL* mysql_ = nullptr;
 };
+
+/// A raw_connection that waits (up to 5 s) while the server answers "Too many connections":
+/// sessions that a pool or an earlier run closed a moment ago may still count there.
+std::unique_ptr<raw_connection> connect_when_room(const connect_options& options);
+
+/// Runs `open` again (up to 5 s) while it throws "Too many connections", for the same reason.
+template <class Open>
+void retry_when_full(Open&& open) {
+    for (int attempt = 1;; ++attempt) {
+        try {
+            open();
+            return;
+        } catch (const std::exception& e) {
+            if (attempt >= 50 ||
+                std::string_view(e.what()).find("Too many connections") == std::string_view::npos)
+                throw;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+}
 
 /// lookup_sql prepared once on a raw connection, with bound result buffers: the fastest way
 /// libmariadb can run it. Throws std::runtime_error.

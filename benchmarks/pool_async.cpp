@@ -49,10 +49,13 @@ std::int64_t dedicated_cap = 0;
 
 void open_pool(const benchmark::State&) {
     try {
-        shared_pool =
-            std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
-                                                                .min_idle = bench::pool_size});
-        shared_pool->warm_up();
+        bench::retry_when_full([] {
+            shared_pool.reset();
+            shared_pool =
+                std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
+                                                                    .min_idle = bench::pool_size});
+            shared_pool->warm_up();
+        });
     } catch (const std::exception& e) {
         shared_pool.reset();
         setup_error = fmt::format("cannot open the pool: {}", e.what());

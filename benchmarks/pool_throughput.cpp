@@ -39,10 +39,13 @@ void dedicated(benchmark::State& state) {
 
 void open_pool(const benchmark::State&) {
     try {
-        shared_pool =
-            std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
-                                                                .min_idle = bench::pool_size});
-        shared_pool->warm_up();
+        bench::retry_when_full([] {
+            shared_pool.reset();
+            shared_pool =
+                std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
+                                                                    .min_idle = bench::pool_size});
+            shared_pool->warm_up();
+        });
     } catch (const std::exception& e) {
         shared_pool.reset();
         setup_error = fmt::format("cannot open the pool: {}", e.what());
@@ -107,10 +110,13 @@ std::unique_ptr<basic_pool<kept_statement_connector>> kept_pool;
 
 void open_kept_pool(const benchmark::State&) {
     try {
-        kept_pool = std::make_unique<basic_pool<kept_statement_connector>>(
-            pool_options{.max_size = bench::pool_size, .min_idle = bench::pool_size},
-            kept_statement_connector{});
-        kept_pool->warm_up();
+        bench::retry_when_full([] {
+            kept_pool.reset();
+            kept_pool = std::make_unique<basic_pool<kept_statement_connector>>(
+                pool_options{.max_size = bench::pool_size, .min_idle = bench::pool_size},
+                kept_statement_connector{});
+            kept_pool->warm_up();
+        });
     } catch (const std::exception& e) {
         kept_pool.reset();
         setup_error = fmt::format("cannot open the pool: {}", e.what());
