@@ -9,6 +9,7 @@
 //   export CLOUDMYSQL_URL='mysql://app:secret@db.example.com/clinic'
 //   clinic_load --patients 1000      # applies the clinic migrations, then loads patients
 //   clinic_server --port 8080 --threads 2 --pool-size 8
+//   clinic_server --connect-per-request 1   # no pool: a new session per request (benchmarks)
 //   curl 'http://127.0.0.1:8080/api/patients?q=sm'
 //
 // Routes (GET only): / (?after=ID for the next page, ?q=PREFIX searches by last name),
@@ -71,6 +72,8 @@ struct app {
     asio::thread_pool& db_threads; // where the blocking libmariadb calls run
     std::atomic<int> in_flight{0};
     std::atomic<bool> stopping{false};
+    // Opens a session per request instead of leasing one (the baseline scripts/bench loads).
+    bool connect_per_request = false;
 };
 
 // ---- text ---------------------------------------------------------------------------------
@@ -218,6 +221,16 @@ template <class Work>
 asio::awaitable<std::invoke_result_t<Work&, cloudmysql::connection&>> with_connection(app& a,
                                                                                       Work work) {
     using result_type = std::invoke_result_t<Work&, cloudmysql::connection&>;
+    if (a.connect_per_request) {
+        // At most pool-size sessions at once: one per database thread.
+        co_return co_await asio::co_spawn(
+            a.db_threads,
+            [&]() -> asio::awaitable<result_type> {
+                cloudmysql::connection conn(a.pool.connection_options());
+                co_return work(conn);
+            },
+            asio::use_awaitable);
+    }
     cloudmysql::diagnostics diag;
     cloudmysql::error_code ec;
     auto conn = co_await a.pool.async_acquire(diag, asio::redirect_error(asio::use_awaitable, ec));
@@ -471,6 +484,7 @@ struct settings {
     std::uint16_t port = 8080;
     int threads = 2;
     std::size_t pool_size = 8;
+    bool connect_per_request = false;
 };
 
 settings parse(int argc, char** argv) {
@@ -486,6 +500,8 @@ settings parse(int argc, char** argv) {
             s.threads = value;
         else if (arg == "--pool-size" && value >= 1 && value <= 10000)
             s.pool_size = static_cast<std::size_t>(value);
+        else if (arg == "--connect-per-request" && (value == 0 || value == 1))
+            s.connect_per_request = value == 1;
         else
             throw std::invalid_argument(
                 fmt::format("unknown option or value out of range: {} {}", arg, argv[i + 1]));
@@ -506,7 +522,8 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
         fmt::print(stderr,
                    "clinic_server: {}\n"
-                   "usage: clinic_server [--port N (0: any free)] [--threads N] [--pool-size N]\n",
+                   "usage: clinic_server [--port N (0: any free)] [--threads N] [--pool-size N]\n"
+                   "                     [--connect-per-request 0|1]\n",
                    e.what());
         return 2;
     }
@@ -519,6 +536,7 @@ int main(int argc, char** argv) {
         asio::thread_pool db_threads(s.pool_size);
         asio::io_context io(s.threads);
         app a{pool, db_threads};
+        a.connect_per_request = s.connect_per_request;
         tcp::acceptor acceptor(io, {asio::ip::make_address_v4("127.0.0.1"), s.port});
         auto control = asio::make_strand(io); // the acceptor's and the signal's
         asio::signal_set signals(control, SIGINT, SIGTERM);

@@ -439,3 +439,65 @@ TEST_CASE("clinic_server: pages, JSON, metrics, and a database that stops and co
     REQUIRE_MESSAGE(code.has_value(), "clinic_server did not exit within 30 s of SIGTERM");
     CHECK(*code == 0);
 }
+
+namespace {
+
+// Sessions of `user` other than `conn`'s own: what clinic_server holds open.
+std::int64_t other_sessions(cloudmysql::connection& conn, const std::string& user) {
+    return conn
+        .execute("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ? AND "
+                 "ID <> CONNECTION_ID()",
+                 user)[0]
+        .get<std::int64_t>("n");
+}
+
+// Polls until `other_sessions` is `wanted` (up to 10 s); the last count.
+std::int64_t sessions_settle_at(cloudmysql::connection& conn, const std::string& user,
+                                std::int64_t wanted) {
+    std::int64_t n = -1;
+    for (int i = 0; i < 100; ++i) {
+        n = other_sessions(conn, user);
+        if (n == wanted)
+            break;
+        std::this_thread::sleep_for(100ms);
+    }
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("clinic_server --connect-per-request 1: the same pages, no session kept between "
+          "requests") {
+    cloudmysql::test::own_sandbox sandbox("CLOUDMYSQL_CLINIC_SANDBOX_DIR");
+    const std::string url = sandbox.url();
+    const auto options = cloudmysql::connect_options::from_url(url);
+    cloudmysql::migrator(options, cloudmysql::clinic::migrations()).up();
+    cloudmysql::connection conn(options);
+    const auto bob = add_patient(conn, "Bob", "Smith", "555-0100");
+    const std::string page = fmt::format("/patients/{}", bob);
+
+    std::string pooled_body;
+    {
+        // The pool keeps the connection it opened for the page.
+        web_server pooled(url, {"--threads", "2", "--pool-size", "2"});
+        const auto r = request(pooled.port(), page);
+        REQUIRE(r.status == 200);
+        pooled_body = r.body;
+        CHECK(other_sessions(conn, options.user) >= 1);
+        CHECK(pooled.stop(SIGTERM) == 0);
+    }
+    REQUIRE(sessions_settle_at(conn, options.user, 0) == 0);
+
+    web_server per_request(url,
+                           {"--threads", "2", "--pool-size", "2", "--connect-per-request", "1"});
+    for (int i = 0; i < 3; ++i) {
+        const auto r = request(per_request.port(), page);
+        REQUIRE(r.status == 200);
+        CHECK(r.body == pooled_body);
+        CHECK(contains(r.body, "Smith, Bob"));
+    }
+    CHECK(request(per_request.port(), "/patients/999999").status == 404);
+    // Each request closed its session: none is left once the answers are in.
+    CHECK(sessions_settle_at(conn, options.user, 0) == 0);
+    CHECK(per_request.stop(SIGTERM) == 0);
+}
