@@ -12,6 +12,7 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -383,6 +384,135 @@ bool run_statement(MYSQL* mysql, std::string_view sql, std::string_view what, er
     return true;
 }
 
+// True when `sql` is a SELECT that reads and leaves nothing behind in the session: no user
+// variable ('@'), no INTO, no sequence (NEXT VALUE, NEXTVAL, LASTVAL, SETVAL), no comment
+// (which could hide executable text), and no function call but to the built-in functions and
+// keywords below (a stored function could do anything; GET_LOCK and LAST_INSERT_ID(x) change
+// the session without the server reporting it). Errs toward false: false only costs a reset.
+bool plain_select(std::string_view sql) {
+    const auto upper = [](char c) {
+        return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+    };
+    const auto word_char = [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '$';
+    };
+    std::string text;
+    text.reserve(sql.size());
+    for (char c : sql)
+        text += upper(c);
+    if (text.find_first_of("@;#`\"") != std::string::npos || text.find("/*") != std::string::npos ||
+        text.find("--") != std::string::npos)
+        return false;
+    // Built-in functions (unqualified calls never reach a stored function of the same name)
+    // and the keywords that may stand before '('.
+    static constexpr std::string_view allowed_before_paren[] = {"SELECT",
+                                                                "FROM",
+                                                                "WHERE",
+                                                                "IN",
+                                                                "EXISTS",
+                                                                "ANY",
+                                                                "ALL",
+                                                                "SOME",
+                                                                "AND",
+                                                                "OR",
+                                                                "NOT",
+                                                                "XOR",
+                                                                "ON",
+                                                                "USING",
+                                                                "AS",
+                                                                "JOIN",
+                                                                "HAVING",
+                                                                "WHEN",
+                                                                "THEN",
+                                                                "ELSE",
+                                                                "IS",
+                                                                "LIKE",
+                                                                "BY",
+                                                                "OVER",
+                                                                "UNION",
+                                                                "DISTINCT",
+                                                                "BETWEEN",
+                                                                "COUNT",
+                                                                "SUM",
+                                                                "MIN",
+                                                                "MAX",
+                                                                "AVG",
+                                                                "COALESCE",
+                                                                "IFNULL",
+                                                                "NULLIF",
+                                                                "IF",
+                                                                "CONCAT",
+                                                                "CONCAT_WS",
+                                                                "LOWER",
+                                                                "UPPER",
+                                                                "LENGTH",
+                                                                "CHAR_LENGTH",
+                                                                "SUBSTRING",
+                                                                "SUBSTR",
+                                                                "TRIM",
+                                                                "ROUND",
+                                                                "FLOOR",
+                                                                "CEIL",
+                                                                "ABS",
+                                                                "CAST",
+                                                                "DATE",
+                                                                "YEAR",
+                                                                "MONTH",
+                                                                "DAY",
+                                                                "NOW",
+                                                                "CURDATE",
+                                                                "DATE_FORMAT",
+                                                                "DATEDIFF",
+                                                                "TIMESTAMPDIFF",
+                                                                "GROUP_CONCAT",
+                                                                "LEAST",
+                                                                "GREATEST",
+                                                                "JSON_EXTRACT",
+                                                                "JSON_OBJECT",
+                                                                "JSON_ARRAY",
+                                                                "JSON_ARRAYAGG",
+                                                                "ROW_NUMBER",
+                                                                "RANK",
+                                                                "DENSE_RANK"};
+    std::size_t pos = 0;
+    std::vector<std::string_view> words;
+    const std::string_view all(text);
+    while (pos < all.size()) {
+        if (!word_char(all[pos])) {
+            if (all[pos] == '(') {
+                // The word right before it, if any, must be allowed and unqualified.
+                std::size_t end = pos;
+                while (end > 0 && all[end - 1] == ' ')
+                    --end;
+                std::size_t start = end;
+                while (start > 0 && word_char(all[start - 1]))
+                    --start;
+                if (start < end) {
+                    const std::string_view before = all.substr(start, end - start);
+                    if ((start > 0 && all[start - 1] == '.') ||
+                        std::find(std::begin(allowed_before_paren), std::end(allowed_before_paren),
+                                  before) == std::end(allowed_before_paren))
+                        return false;
+                }
+            }
+            ++pos;
+            continue;
+        }
+        const std::size_t start = pos;
+        while (pos < all.size() && word_char(all[pos]))
+            ++pos;
+        words.push_back(all.substr(start, pos - start));
+    }
+    if (words.empty() || words.front() != "SELECT")
+        return false;
+    for (std::string_view w : {"INTO", "VALUE", "NEXTVAL", "LASTVAL", "SETVAL", "LOCK"})
+        if (std::find(words.begin(), words.end(), w) != words.end())
+            return false;
+    // Leading text before SELECT must be blank.
+    return all.find_first_not_of(" \t\r\n") == all.find("SELECT");
+}
+
 bool run_init_statements(MYSQL* mysql, const connect_options& opts, error_code& ec,
                          diagnostics& diag) {
     for (const auto& sql : opts.init_statements)
@@ -580,10 +710,40 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
 
 result connection::execute_span(std::string_view sql, std::span<const param> params, error_code& ec,
                                 diagnostics& diag) {
-    statement stmt = prepare(sql, ec, diag);
-    if (ec)
+    ec.clear();
+    diag.clear();
+    if (!check_open(impl_.get(), "execute", ec, diag))
         return {};
-    return stmt.execute_span(params, ec, diag);
+    auto& cache = impl_->statements;
+    auto it = cache.find(sql);
+    if (it == cache.end()) {
+        statement stmt = prepare(sql, ec, diag);
+        if (ec)
+            return {};
+        if (cache.size() >= impl::statement_cache_size)
+            cache.clear();
+        it = cache.emplace(std::string(sql), std::move(stmt)).first;
+    }
+    result r = it->second.execute_span(params, ec, diag);
+    if (!ec)
+        return r;
+    // A statement that failed is prepared afresh next time rather than trusted again.
+    cache.erase(it);
+    if (ec.value() == CR_NEW_STMT_METADATA && ec.category() == mysql_category()) {
+        // The result's columns changed since the statement was prepared (ALTER TABLE under a
+        // SELECT *). libmariadb refuses the result after the server ran the statement, so
+        // only a statement that changes nothing may simply run again.
+        if (plain_select(sql))
+            return execute_span(sql, params, ec, diag);
+        diag = diagnostics(fmt::format("execute '{}' failed: the columns of its result changed "
+                                       "since it was prepared (a table was altered); the "
+                                       "statement ran on the server but its result was lost, "
+                                       "and it will be prepared afresh: check whether it took "
+                                       "effect before running it again",
+                                       detail::excerpt(sql)),
+                           {}, {}, diag.error_class());
+    }
+    return r;
 }
 
 statement connection::prepare(std::string_view sql) {
@@ -645,6 +805,7 @@ void connection::reset(error_code& ec, diagnostics& diag) {
     if (!check_open(impl_.get(), "reset", ec, diag))
         return;
     const detail::fault_watch watch(impl_->fault, diag);
+    impl_->statements.clear(); // the reset drops them on the server
     if (mysql_reset_connection(impl_->mysql) != 0) {
         set_error_from(impl_->mysql, "reset failed", ec, diag);
         return;

@@ -11,9 +11,12 @@
 
 #include <mysql.h>
 
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace cloudmysql {
@@ -22,10 +25,26 @@ namespace cloudmysql {
 /// count too.
 using session_fault = std::shared_ptr<error_class>;
 
+/// A hash that finds std::string keys by std::string_view, without a copy.
+struct text_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept {
+        return std::hash<std::string_view>{}(text);
+    }
+};
+
 struct connection::impl {
+    /// The most statements execute() keeps prepared per session; when full, it closes them all
+    /// and starts again. Each counts toward the server's max_prepared_stmt_count (16382 by
+    /// default, for all sessions together).
+    static constexpr std::size_t statement_cache_size = 64;
+
     MYSQL* mysql = nullptr;
     connect_options options;
     session_fault fault = std::make_shared<error_class>(error_class::none);
+    /// The statements execute() prepared, by SQL text. They belong to the session: reset()
+    /// and close() drop them (before the handle goes).
+    std::unordered_map<std::string, statement, text_hash, std::equal_to<>> statements;
 
     impl() = default;
     impl(const impl&) = delete;
@@ -33,6 +52,7 @@ struct connection::impl {
     ~impl() { close(); }
 
     void close() noexcept {
+        statements.clear();
         if (mysql != nullptr) {
             mysql_close(mysql);
             mysql = nullptr;

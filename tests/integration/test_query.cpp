@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -26,7 +27,66 @@ std::int64_t count_rows(connection& conn, std::string_view table) {
     return conn.query(fmt::format("SELECT COUNT(*) FROM {}", table))[0].get<std::int64_t>(0);
 }
 
+// A counter of this session's, from SHOW SESSION STATUS (e.g. Com_stmt_prepare).
+std::int64_t session_status(connection& conn, std::string_view name) {
+    const auto r = conn.query(fmt::format("SHOW SESSION STATUS LIKE '{}'", name));
+    REQUIRE(r.size() == 1);
+    return std::stoll(r[0].get<std::string>(1));
+}
+
 } // namespace
+
+TEST_CASE("execute() keeps the statement prepared for the same SQL until reset") {
+    connection conn(test::server_options());
+    constexpr std::string_view sql = "SELECT ? + 1";
+    const std::int64_t before = session_status(conn, "Com_stmt_prepare");
+    for (int i = 0; i < 5; ++i)
+        CHECK(conn.execute(sql, i)[0].get<int>(0) == i + 1);
+    CHECK(session_status(conn, "Com_stmt_prepare") == before + 1);
+
+    // Other SQL text is another statement; the first stays cached.
+    CHECK(conn.execute("SELECT ? * 2", 4)[0].get<int>(0) == 8);
+    CHECK(conn.execute(sql, 9)[0].get<int>(0) == 10);
+    CHECK(session_status(conn, "Com_stmt_prepare") == before + 2);
+
+    // A reset drops the server's statements; execute() prepares again and works.
+    conn.reset();
+    const std::int64_t after_reset = session_status(conn, "Com_stmt_prepare");
+    CHECK(conn.execute(sql, 1)[0].get<int>(0) == 2);
+    CHECK(session_status(conn, "Com_stmt_prepare") == after_reset + 1);
+
+    // A failed execution is not trusted again: the statement is prepared afresh.
+    CHECK_THROWS_AS(conn.execute(sql, 1, 2), database_error); // wrong parameter count
+    CHECK(conn.execute(sql, 2)[0].get<int>(0) == 3);
+    CHECK(session_status(conn, "Com_stmt_prepare") == after_reset + 2);
+}
+
+TEST_CASE("a cached statement sees a table whose columns changed") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE t (a INT)");
+    conn.query("INSERT INTO t VALUES (1)");
+    const auto first = conn.execute("SELECT * FROM t WHERE a = ?", 1);
+    CHECK(first.columns().size() == 1);
+    conn.query("ALTER TABLE t ADD COLUMN b VARCHAR(10) DEFAULT 'x'");
+    const auto second = conn.execute("SELECT * FROM t WHERE a = ?", 1);
+    REQUIRE(second.size() == 1);
+    CHECK(second.columns().size() == 2);
+    CHECK(second[0].get<std::string>(1) == "x");
+
+    // Not a plain SELECT (the comment could hide anything): not run twice, but reported once
+    // and prepared afresh for the next call.
+    constexpr std::string_view commented = "SELECT * FROM t WHERE a = ? -- the lookup";
+    CHECK(conn.execute(commented, 1).columns().size() == 2);
+    conn.query("ALTER TABLE t DROP COLUMN b");
+    error_code ec;
+    diagnostics diag;
+    const std::array<param, 1> one{param(1)};
+    conn.execute_span(commented, one, ec, diag);
+    CHECK(ec.value() == 2057);
+    CHECK(contains(diag.client_message(), "columns of its result changed"));
+    CHECK(conn.execute(commented, 1).columns().size() == 1);
+}
 
 TEST_CASE("a syntax error carries the server's errno, SQLSTATE and message apart from ours") {
     connection conn(test::server_options());
