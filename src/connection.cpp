@@ -521,6 +521,37 @@ bool run_init_statements(MYSQL* mysql, const connect_options& opts, error_code& 
     return true;
 }
 
+// Asks the server to flag every response after which the session differs (user and session
+// variables, current database, temporary tables, SQL PREPARE, character set). A server without
+// the variable (before MySQL 5.7 / MariaDB 10.2) leaves tracking off; other errors fail.
+bool enable_state_tracking(connection::impl& conn, error_code& ec, diagnostics& diag) {
+    conn.tracking = false;
+    MYSQL* mysql = conn.mysql;
+    if ((mysql->server_capabilities & CLIENT_SESSION_TRACKING) == 0 ||
+        (mysql->client_flag & CLIENT_SESSION_TRACKING) == 0)
+        return true;
+    if (!run_statement(mysql, "SET SESSION session_track_state_change = ON",
+                       "enabling session-state tracking", ec, diag)) {
+        if (ec.value() != ER_UNKNOWN_SYSTEM_VARIABLE)
+            return false;
+        ec.clear();
+        diag.clear();
+        return true;
+    }
+    conn.tracking = true;
+    conn.dirty = false;
+    return true;
+}
+
+// After execute(): the session may hold state when the server says it changed, a transaction
+// is open (BEGIN, or autocommit off), or warnings are waiting for SHOW WARNINGS.
+void note_session_after_execute(connection::impl& conn) {
+    MYSQL* mysql = conn.mysql;
+    if ((mysql->server_status & (SERVER_SESSION_STATE_CHANGED | SERVER_STATUS_IN_TRANS)) != 0 ||
+        mysql_warning_count(mysql) != 0)
+        conn.dirty = true;
+}
+
 bool check_open(const connection::impl* impl, std::string_view what, error_code& ec,
                 diagnostics& diag) {
     if (impl != nullptr && impl->mysql != nullptr)
@@ -643,7 +674,8 @@ void connection::connect(const connect_options& opts, error_code& ec, diagnostic
                          ec, diag);
         return;
     }
-    if (!apply_keepalive(mysql, opts, ec, diag) || !run_init_statements(mysql, opts, ec, diag))
+    if (!apply_keepalive(mysql, opts, ec, diag) || !run_init_statements(mysql, opts, ec, diag) ||
+        !enable_state_tracking(*next, ec, diag))
         return;
     impl_ = std::move(next);
 }
@@ -670,6 +702,7 @@ result connection::query(std::string_view sql, error_code& ec, diagnostics& diag
     if (!check_open(impl_.get(), "query", ec, diag))
         return {};
     const detail::fault_watch watch(impl_->fault, diag);
+    impl_->dirty = true; // text SQL can change the session in ways the server does not report
     MYSQL* mysql = impl_->mysql;
     const auto context = [&] { return fmt::format("query '{}' failed", detail::excerpt(sql)); };
     if (mysql_real_query(mysql, sql.data(), sql.size()) != 0) {
@@ -714,19 +747,26 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
     diag.clear();
     if (!check_open(impl_.get(), "execute", ec, diag))
         return {};
+    if (!plain_select(sql))
+        impl_->dirty = true;
     auto& cache = impl_->statements;
     auto it = cache.find(sql);
     if (it == cache.end()) {
-        statement stmt = prepare(sql, ec, diag);
-        if (ec)
+        statement stmt = prepare_statement(*impl_, sql, ec, diag);
+        if (ec) {
+            impl_->dirty = true;
             return {};
+        }
         if (cache.size() >= impl::statement_cache_size)
             cache.clear();
         it = cache.emplace(std::string(sql), std::move(stmt)).first;
     }
     result r = it->second.execute_span(params, ec, diag);
-    if (!ec)
+    if (!ec) {
+        note_session_after_execute(*impl_);
         return r;
+    }
+    impl_->dirty = true; // the error stays readable with SHOW ERRORS
     // A statement that failed is prepared afresh next time rather than trusted again.
     cache.erase(it);
     if (ec.value() == CR_NEW_STMT_METADATA && ec.category() == mysql_category()) {
@@ -754,18 +794,15 @@ statement connection::prepare(std::string_view sql) {
     return s;
 }
 
-statement connection::prepare(std::string_view sql, error_code& ec, diagnostics& diag) {
-    ec.clear();
-    diag.clear();
-    if (!check_open(impl_.get(), "prepare", ec, diag))
-        return {};
-    const detail::fault_watch watch(impl_->fault, diag);
+statement connection::prepare_statement(impl& conn, std::string_view sql, error_code& ec,
+                                        diagnostics& diag) {
+    const detail::fault_watch watch(conn.fault, diag);
     auto p = std::make_unique<statement::impl>();
     p->sql_excerpt = detail::excerpt(sql);
-    p->fault = impl_->fault;
-    p->stmt = mysql_stmt_init(impl_->mysql);
+    p->fault = conn.fault;
+    p->stmt = mysql_stmt_init(conn.mysql);
     if (p->stmt == nullptr) {
-        set_error_from(impl_->mysql, "prepare failed", ec, diag);
+        set_error_from(conn.mysql, "prepare failed", ec, diag);
         return {};
     }
     if (mysql_stmt_prepare(p->stmt, sql.data(), sql.size()) != 0) {
@@ -773,6 +810,16 @@ statement connection::prepare(std::string_view sql, error_code& ec, diagnostics&
         return {};
     }
     return statement(std::move(p));
+}
+
+statement connection::prepare(std::string_view sql, error_code& ec, diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    if (!check_open(impl_.get(), "prepare", ec, diag))
+        return {};
+    // What the statement will do, and when, is out of sight: the session needs a reset.
+    impl_->dirty = true;
+    return prepare_statement(*impl_, sql, ec, diag);
 }
 
 void connection::ping() {
@@ -806,11 +853,40 @@ void connection::reset(error_code& ec, diagnostics& diag) {
         return;
     const detail::fault_watch watch(impl_->fault, diag);
     impl_->statements.clear(); // the reset drops them on the server
+    impl_->dirty = true;       // until the reset has finished
     if (mysql_reset_connection(impl_->mysql) != 0) {
         set_error_from(impl_->mysql, "reset failed", ec, diag);
         return;
     }
-    run_init_statements(impl_->mysql, impl_->options, ec, diag);
+    // COM_RESET_CONNECTION keeps the current database: restore the one connect() chose.
+    // libmariadb keeps mysql->db up to date from USE and from the server's schema tracking.
+    MYSQL* mysql = impl_->mysql;
+    const std::string& database = impl_->options.database;
+    const std::string_view current = mysql->db != nullptr ? mysql->db : "";
+    if (current != database) {
+        if (database.empty()) {
+            set_client_error(client_errc::reset_incomplete,
+                             fmt::format("reset: the session changed its database to '{}' and "
+                                         "the connection was opened without one, which a reset "
+                                         "cannot restore: open a new connection (a pool does "
+                                         "this), or name a database in the URL",
+                                         current),
+                             ec, diag);
+            return;
+        }
+        if (mysql_select_db(mysql, database.c_str()) != 0) {
+            set_error_from(mysql,
+                           fmt::format("reset: restoring the database '{}' failed", database), ec,
+                           diag);
+            return;
+        }
+    }
+    if (run_init_statements(mysql, impl_->options, ec, diag))
+        enable_state_tracking(*impl_, ec, diag);
+}
+
+bool connection::needs_reset() const noexcept {
+    return impl_ && (!impl_->tracking || impl_->dirty);
 }
 
 std::string connection::server_version() const {

@@ -49,6 +49,8 @@ public:
             return "the database and the program's migrations disagree";
         case client_errc::socket_option_failed:
             return "a socket option could not be set";
+        case client_errc::reset_incomplete:
+            return "the session could not be fully reset";
         }
         return fmt::format("cloudmysql error {}", ev);
     }
@@ -153,6 +155,7 @@ error_class classify(const error_code& ec) noexcept {
         case client_errc::migration_failed:
         case client_errc::migration_refused:
         case client_errc::socket_option_failed:
+        case client_errc::reset_incomplete:
             return error_class::other;
         case client_errc::field_is_null:
         case client_errc::type_mismatch:

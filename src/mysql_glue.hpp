@@ -45,6 +45,11 @@ struct connection::impl {
     /// The statements execute() prepared, by SQL text. They belong to the session: reset()
     /// and close() drop them (before the handle goes).
     std::unordered_map<std::string, statement, text_hash, std::equal_to<>> statements;
+    /// The server reports session-state changes (session_track_state_change = ON took, and
+    /// both sides speak CLIENT_SESSION_TRACKING). Without it, needs_reset() is always true.
+    bool tracking = false;
+    /// Something ran since connect or reset that may have left state in the session.
+    bool dirty = false;
 
     impl() = default;
     impl(const impl&) = delete;

@@ -61,6 +61,16 @@ concept pool_connector = std::movable<typename C::connection_type> &&
     noexcept->std::same_as<error_class>;
 };
 
+/// Optional for a pool_connector: `bool needs_reset(const connection_type&) const noexcept`,
+/// false when the connection's session holds nothing a caller left behind. The pool then
+/// skips reset() and makes the returned connection available at once, on the returning
+/// thread. Without it (or when it is not noexcept), every returned connection is reset.
+template <class C>
+concept connector_tracks_resets = requires(const C& c, const typename C::connection_type& conn) {
+    { c.needs_reset(conn) }
+    noexcept->std::same_as<bool>;
+};
+
 /// Selects the constructor that starts no threads: the caller runs the pool's work with
 /// poll(), run_one_job() and run_timers(). For tests with a fake clock.
 struct manual_drive_t {
@@ -69,7 +79,8 @@ struct manual_drive_t {
 inline constexpr manual_drive_t manual_drive{};
 
 /// A pool of connections: a hard cap, first-come-first-served waiting with a deadline,
-/// validation of connections that sat idle, reset on return, retirement by idle time and
+/// validation of connections that sat idle, reset on return (unless the connector says the
+/// session holds nothing: connector_tracks_resets), retirement by idle time and
 /// lifetime, keepalive, connect backoff with a breaker, failover handling and metrics.
 ///
 /// Thread-safe: acquire from any thread. Blocking work (connect, ping, reset, close) runs on
@@ -83,8 +94,9 @@ public:
     using connection_type = typename Connector::connection_type;
     using clock_type = Clock;
 
-    /// A leased connection. Move-only; returns itself to the pool on destruction (reset first,
-    /// so that nothing the holder set leaks to the next one). Use it from one thread at a time.
+    /// A leased connection. Move-only; returns itself to the pool on destruction (reset first
+    /// when the session may hold something the holder left, so that nothing the holder set
+    /// leaks to the next one). Use it from one thread at a time.
     class pooled_connection {
     public:
         pooled_connection() noexcept = default;
@@ -749,6 +761,13 @@ private:
             run(out);
         }
 
+        bool needs_reset(const connection_type& conn) const noexcept {
+            if constexpr (connector_tracks_resets<Connector>)
+                return connector_.needs_reset(conn);
+            else
+                return true;
+        }
+
         void retire_older_if_failover(const slot& s, error_class cls, actions& out) {
             if (cls != error_class::connection_lost && cls != error_class::read_only)
                 return;
@@ -808,6 +827,13 @@ private:
                     begin_close(s, close_reason::discarded, out);
                 } else if (auto why = retire_reason(*s, now)) {
                     begin_close(s, *why, out);
+                } else if (!needs_reset(s->conn)) {
+                    // Nothing to undo: available now, without a job for a pool thread.
+                    s->last_used = now;
+                    if (!waiters_.empty())
+                        hand_out(s, now);
+                    else
+                        make_idle(s);
                 } else {
                     s->where = where_now::busy;
                     ++resetting_;

@@ -81,6 +81,16 @@ public:
     void reset();
     void reset(error_code& ec, diagnostics& diag);
 
+    /// True when the session may hold state that something run on it left behind, so that
+    /// reset() is needed before another caller uses it; false right after connect() and
+    /// reset(). Only execute() of a plain SELECT (no user variables, INTO, comments, locks,
+    /// sequences, or calls to other than common built-in functions) keeps a session clean,
+    /// and only while the server reports no session-state change, no open transaction and no
+    /// warnings for it (session_track_state_change, which connect() and reset() turn on).
+    /// query(), prepare() and everything else make it true; so does a server without
+    /// session-state tracking, always. A pool resets only connections for which it is true.
+    bool needs_reset() const noexcept;
+
     /// The server's version string, e.g. "10.11.6-MariaDB-0+deb12u1". Empty when closed.
     std::string server_version() const;
     server_flavor flavor() const noexcept;
@@ -104,6 +114,8 @@ public:
     struct impl;
 
 private:
+    static statement prepare_statement(impl& conn, std::string_view sql, error_code& ec,
+                                       diagnostics& diag);
     std::unique_ptr<impl> impl_;
 };
 

@@ -34,6 +34,7 @@ enum class client_errc {
     migration_locked,           ///< another migrator held the lock past lock_timeout
     migration_refused,          ///< the database and the program disagree (see verify())
     socket_option_failed,       ///< the kernel refused a socket option (TCP keepalive)
+    reset_incomplete, ///< reset() could not restore the session (a database chosen by USE)
 };
 
 /// The category of client_errc values ("cloudmysql").

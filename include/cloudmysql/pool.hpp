@@ -27,6 +27,9 @@ public:
     /// statements, restores session variables), then the init statements.
     void reset(connection& conn, error_code& ec, diagnostics& diag);
     void close(connection& conn) noexcept;
+    /// connection::needs_reset(): a returned session that ran only plain SELECTs through
+    /// execute() goes back to the pool as it is, its cached statements kept.
+    bool needs_reset(const connection& conn) const noexcept { return conn.needs_reset(); }
     /// connection::fault().
     error_class fault(const connection& conn) const noexcept { return conn.fault(); }
 
@@ -44,7 +47,8 @@ extern template class basic_pool<mariadb_connector, std::chrono::steady_clock>;
 ///     cloudmysql::pool pool(cloudmysql::connect_options::from_url(url), {.max_size = 16});
 ///     auto conn = pool.acquire();              // waits up to acquire_timeout
 ///     conn->execute("UPDATE t SET x = ? WHERE id = ?", 1, 2);
-///                                              // returned (and reset) at scope end
+///                                              // returned (and reset if it needs
+///                                              // it: connection::needs_reset()) at scope end
 class pool : public basic_pool<mariadb_connector, std::chrono::steady_clock> {
 public:
     /// Throws std::invalid_argument for invalid options.

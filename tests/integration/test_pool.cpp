@@ -255,6 +255,184 @@ TEST_CASE("nothing a lease leaves in its session reaches the next lease") {
     CHECK(other.query("SELECT COUNT(*) FROM leak_probe")[0].get<std::int64_t>(0) == 0);
 }
 
+// One way a lease can leave something in its session through execute() (the path on which
+// the pool skips the reset for sessions that ran only plain SELECTs), and how the next lease
+// would see it.
+struct session_leftover {
+    std::string_view name;
+    std::function<void(connection&)> leave;
+    std::function<void(connection&)> check; // fails when the leftover reached this lease
+};
+
+TEST_CASE("nothing a lease leaves through execute() reaches the next lease, even when the "
+          "server does not report it") {
+    scratch_database db;
+    {
+        connection setup(db.options());
+        setup.query("CREATE TABLE leak_probe (i INT) ENGINE=InnoDB");
+        setup.query("CREATE SEQUENCE leak_sequence");
+        setup.query("CREATE FUNCTION remember(v INT) RETURNS INT DETERMINISTIC "
+                    "BEGIN SET @remembered = v; RETURN v; END");
+        setup.query("CREATE VIEW remembering AS SELECT remember(3) AS v");
+    }
+    const std::string lock_name = fmt::format("{}_lock", db.name());
+    const auto one_int = [](connection& c, std::string_view sql) {
+        return c.query(sql)[0].get<std::int64_t>(0);
+    };
+    const auto is_null = [](connection& c, std::string_view sql) {
+        return c.query(sql)[0].is_null(0);
+    };
+    const std::vector<session_leftover> leftovers = {
+        {"user variable (SET)", [](connection& c) { c.execute("SET @x = ?", 1); },
+         [&](connection& c) { CHECK(is_null(c, "SELECT @x")); }},
+        {"user variable (:= in a SELECT, not reported by the server)",
+         [](connection& c) { c.execute("SELECT @y := ?", 2); },
+         [&](connection& c) { CHECK(is_null(c, "SELECT @y")); }},
+        {"user variable (SELECT INTO, not reported by the server)",
+         [](connection& c) { c.execute("SELECT ? INTO @z", 3); },
+         [&](connection& c) { CHECK(is_null(c, "SELECT @z")); }},
+        {"user variable set by a stored function behind a view (a plain SELECT by its text)",
+         [](connection& c) {
+             CHECK(c.execute("SELECT v FROM remembering WHERE v = ?", 3).size() == 1);
+         },
+         [&](connection& c) { CHECK(is_null(c, "SELECT @remembered")); }},
+        {"session variable",
+         [](connection& c) { c.execute("SET SESSION sql_mode = 'ANSI_QUOTES'"); },
+         [&](connection& c) {
+             const auto r = c.query("SELECT @@SESSION.sql_mode, @@GLOBAL.sql_mode")[0];
+             CHECK(r.get<std::string>(0) == r.get<std::string>(1));
+         }},
+        {"autocommit off", [](connection& c) { c.execute("SET autocommit = 0"); },
+         [&](connection& c) { CHECK(one_int(c, "SELECT @@autocommit") == 1); }},
+        {"character set (SET NAMES)", [](connection& c) { c.execute("SET NAMES latin1"); },
+         [&](connection& c) {
+             CHECK(c.query("SELECT @@character_set_client")[0].get<std::string>(0) == "utf8mb4");
+         }},
+        {"default database (USE)", [](connection& c) { c.execute("USE mysql"); },
+         [&](connection& c) {
+             CHECK(c.query("SELECT DATABASE()")[0].get<std::string>(0) == db.name());
+         }},
+        {"temporary table",
+         [](connection& c) { c.execute("CREATE TEMPORARY TABLE tmp_leak (i INT)"); },
+         [&](connection& c) {
+             error_code ec;
+             diagnostics diag;
+             c.query("SELECT COUNT(*) FROM tmp_leak", ec, diag);
+             CHECK(ec.value() == 1146);
+         }},
+        {"SQL PREPARE", [](connection& c) { c.query("PREPARE leak_stmt FROM 'SELECT 1'"); },
+         [&](connection& c) {
+             error_code ec;
+             diagnostics diag;
+             c.query("EXECUTE leak_stmt", ec, diag);
+             CHECK(ec.value() == 1243); // unknown prepared statement handler
+         }},
+        {"named lock (GET_LOCK, not reported by the server)",
+         [&](connection& c) {
+             CHECK(c.execute("SELECT GET_LOCK(?, 0)", lock_name)[0].get<int>(0) == 1);
+         },
+         [&](connection& c) {
+             CHECK(c.execute("SELECT IS_USED_LOCK(?) IS NULL", lock_name)[0].get<int>(0) == 1);
+         }},
+        {"table lock (LOCK TABLES, not reported by the server)",
+         [](connection& c) { c.execute("LOCK TABLES leak_probe READ"); },
+         [&](connection& c) {
+             CHECK(c.query("INSERT INTO leak_probe VALUES (2)").affected_rows() == 1);
+         }},
+        {"open transaction",
+         [](connection& c) {
+             c.execute("START TRANSACTION");
+             c.execute("INSERT INTO leak_probe VALUES (?)", 7);
+         },
+         [&](connection& c) {
+             CHECK(one_int(c, "SELECT @@in_transaction") == 0);
+             CHECK(one_int(c, "SELECT COUNT(*) FROM leak_probe WHERE i = 7") == 0);
+         }},
+        {"isolation level of the next transaction (not reported by the server)",
+         [](connection& c) { c.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"); },
+         [&](connection& c) {
+             c.query("START TRANSACTION");
+             c.query("SELECT COUNT(*) FROM leak_probe");
+             const auto r = c.query("SELECT trx_isolation_level FROM information_schema.INNODB_TRX "
+                                    "WHERE trx_mysql_thread_id = CONNECTION_ID()");
+             REQUIRE(r.size() == 1);
+             CHECK(r[0].get<std::string>(0) != "SERIALIZABLE");
+             c.query("COMMIT");
+         }},
+        {"LAST_INSERT_ID(x) (not reported by the server)",
+         [](connection& c) { c.execute("SELECT LAST_INSERT_ID(?)", 77); },
+         [&](connection& c) { CHECK(one_int(c, "SELECT LAST_INSERT_ID()") == 0); }},
+        {"warnings waiting for SHOW WARNINGS",
+         [](connection& c) {
+             CHECK(c.execute("SELECT CAST(? AS UNSIGNED)", "x").warning_count() > 0);
+         },
+         [&](connection& c) { CHECK(c.query("SHOW WARNINGS").empty()); }},
+    };
+
+    // One connection, so that lease B is the session lease A used.
+    pool p(db.options(), {.max_size = 1});
+    for (const auto& leftover : leftovers) {
+        CAPTURE(leftover.name);
+        std::uint64_t session_a = 0;
+        {
+            auto a = p.acquire();
+            session_a = a->connection_id();
+            leftover.leave(*a);
+        }
+        auto b = p.acquire();
+        REQUIRE(b->connection_id() == session_a); // the same server session
+        leftover.check(*b);
+    }
+}
+
+TEST_CASE("a lease that ran only plain SELECTs is not reset, and keeps its prepared statements") {
+    scratch_database db;
+    {
+        connection setup(db.options());
+        setup.query("CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(20))");
+        setup.query("INSERT INTO people VALUES (1, 'ada'), (2, 'bob')");
+    }
+    // The pool test runs alone (RUN_SERIAL): the server's prepare counter is ours.
+    connection root(test::root_options());
+    const auto prepares = [&] {
+        return std::stoll(
+            root.query("SHOW GLOBAL STATUS LIKE 'Com_stmt_prepare'")[0].get<std::string>(1));
+    };
+    constexpr std::string_view lookup = "SELECT name FROM people WHERE id = ?";
+    pool p(db.options(), {.max_size = 1});
+    p.warm_up();
+    std::uint64_t session = 0;
+    const std::int64_t before = prepares();
+    for (int lease = 0; lease < 5; ++lease) {
+        auto c = p.acquire();
+        if (lease == 0)
+            session = c->connection_id();
+        CHECK(c->connection_id() == session);
+        CHECK(c->execute(lookup, 1 + lease % 2)[0].get<std::string>(0) ==
+              (lease % 2 == 0 ? "ada" : "bob"));
+        CHECK_FALSE(c->needs_reset());
+    }
+    // Prepared once: no lease was reset (a reset drops the server's statements).
+    CHECK(prepares() - before == 1);
+
+    // A lease that leaves something is reset: the next one prepares again and sees nothing.
+    {
+        auto c = p.acquire();
+        c->execute(lookup, 1);
+        c->execute("SET @marker = ?", 1);
+        CHECK(c->needs_reset());
+    }
+    {
+        auto c = p.acquire();
+        CHECK(c->connection_id() == session);
+        CHECK_FALSE(c->needs_reset());
+        CHECK(c->execute(lookup, 2)[0].get<std::string>(0) == "bob");
+        CHECK(c->query("SELECT @marker")[0].is_null(0));
+    }
+    // Two more: "SET @marker = ?" and the lookup again after the reset.
+    CHECK(prepares() - before == 3);
+}
+
 TEST_CASE("connections the server killed while idle are replaced before anyone gets them") {
     const connect_options options = test::server_options();
     connection root(test::root_options());

@@ -322,6 +322,27 @@ TEST_CASE("reset clears the session and re-applies the init statements") {
     conn.ping(); // and the session itself is fine
 }
 
+TEST_CASE("reset() restores the database the connection was opened with") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("USE mysql");
+    conn.reset();
+    CHECK(conn.query("SELECT DATABASE()")[0].get<std::string>(0) == db.name());
+
+    // Opened without a database, a session that chose one cannot be put back: reset() fails
+    // (a pool then closes the connection) instead of handing the database on.
+    connect_options no_database = db.options();
+    no_database.database.clear();
+    connection bare(no_database);
+    bare.reset(); // nothing chosen: fine
+    bare.query(fmt::format("USE `{}`", db.name()));
+    error_code ec;
+    diagnostics diag;
+    bare.reset(ec, diag);
+    CHECK(ec == client_errc::reset_incomplete);
+    CHECK(contains(diag.client_message(), "open a new connection"));
+}
+
 TEST_CASE("a failing init statement fails the connect and names the statement") {
     connect_options opts = test::server_options();
     opts.init_statements = {"SET @ok = 1", "SET SESSION no_such_variable = 1"};

@@ -71,6 +71,9 @@ struct fake_connection {
     int id = 0;
     /// What connection::fault() would say: a test sets it as if a statement had failed so.
     error_class fault = error_class::none;
+    /// What connection::needs_reset() would say: a test clears it as if the holder had run
+    /// only plain SELECTs; reset() leaves it as it is.
+    bool needs_reset = true;
 };
 
 struct fake_connector {
@@ -115,6 +118,7 @@ struct fake_connector {
     }
 
     error_class fault(const fake_connection& c) const noexcept { return c.fault; }
+    bool needs_reset(const fake_connection& c) const noexcept { return c.needs_reset; }
 
 private:
     void check(const fake_connection& c, error_code& ec, diagnostics& diag) const {

@@ -88,6 +88,77 @@ TEST_CASE("a connection is opened on demand, reset on return and reused") {
     CHECK(h.pool.metrics().acquired == 2);
 }
 
+TEST_CASE("a connection whose session holds nothing is not reset and is available at once") {
+    pool_harness h(small(2));
+    auto& first = h.acquire();
+    h.settle();
+    REQUIRE(first.conn.valid());
+    const int id = first.conn->id;
+    first.conn->needs_reset = false; // the holder ran only plain SELECTs
+    first.conn.release();
+    // No job for a pool thread: idle on the returning thread, before any job runs.
+    CHECK(h.pool.metrics().idle == 1);
+    auto again = h.pool.try_acquire();
+    REQUIRE(again.has_value());
+    CHECK((*again)->id == id);
+    CHECK(h.pool.poll() == 0);
+    CHECK(h.server->resets == 0);
+
+    // Once it may hold something, it is reset on return and idle only after that.
+    (*again)->needs_reset = true;
+    again->release();
+    CHECK(h.pool.metrics().idle == 0);
+    h.settle();
+    CHECK(h.server->resets == 1);
+    CHECK(h.pool.metrics().idle == 1);
+}
+
+TEST_CASE("a returned connection that needs no reset goes straight to the longest waiter") {
+    pool_harness h(small(1));
+    auto& holder = h.acquire();
+    h.settle();
+    auto& waiter = h.acquire();
+    auto& later = h.acquire();
+    h.settle();
+    REQUIRE(holder.conn.valid());
+    CHECK_FALSE(waiter.done);
+    holder.conn->needs_reset = false;
+    holder.conn.release();
+    h.deliver(); // completions only: no pool job runs
+    CHECK(waiter.done);
+    CHECK(waiter.conn.valid());
+    CHECK_FALSE(later.done);
+    CHECK(h.server->resets == 0);
+}
+
+TEST_CASE("a clean session is still closed when it failed, when it is too old or when the pool "
+          "closed") {
+    pool_options o = small(3);
+    o.max_lifetime = 10min;
+    pool_harness h(o);
+    for (int i = 0; i < 3; ++i)
+        h.acquire();
+    h.settle();
+    for (auto& r : h.requests)
+        r->conn->needs_reset = false;
+    h.requests[0]->conn->fault = error_class::connection_lost;
+    h.requests[0]->conn.release();
+    h.settle();
+    CHECK(h.pool.metrics().closed[static_cast<std::size_t>(close_reason::discarded)] == 1);
+
+    fake_clock::advance(11min);
+    h.requests[1]->conn.release();
+    h.settle();
+    CHECK(h.pool.metrics().closed[static_cast<std::size_t>(close_reason::max_lifetime)] == 1);
+
+    h.pool.close();
+    h.requests[2]->conn.release();
+    h.settle();
+    CHECK(h.pool.metrics().closed[static_cast<std::size_t>(close_reason::pool_closed)] == 1);
+    CHECK(h.pool.metrics().idle == 0);
+    CHECK(h.server->resets == 0);
+}
+
 TEST_CASE("never more than max_size connections; waiters are served first come, first served") {
     pool_harness h(small(3));
     for (int i = 0; i < 10; ++i)
