@@ -2,9 +2,10 @@
 // and 64 threads, three ways in the same run:
 //   dedicated          raw libmariadb, one connection per thread kept open, the statement
 //                      prepared once: the limit no pool can beat;
-//   pooled             cloudmysql::pool of 16: acquire, execute (prepare, execute, close: the
-//                      pool resets a returned session, which drops its prepared statements),
-//                      release;
+//   pooled             cloudmysql::pool of 16: acquire, execute, release. execute() keeps the
+//                      statement prepared in the session, and the pool does not reset a
+//                      session that ran only a plain SELECT (connection::needs_reset()), so
+//                      after the first lease of each connection this is one round trip;
 //   pooled_kept_statement  a diagnostic, not a cloudmysql API: basic_pool (the same template)
 //                      over raw libmariadb sessions that keep the statement prepared and are
 //                      not reset on return: the pool's queueing apart from its session reset;

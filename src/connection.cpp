@@ -852,9 +852,12 @@ void connection::reset(error_code& ec, diagnostics& diag) {
     if (!check_open(impl_.get(), "reset", ec, diag))
         return;
     const detail::fault_watch watch(impl_->fault, diag);
-    impl_->statements.clear(); // the reset drops them on the server
-    impl_->dirty = true;       // until the reset has finished
-    if (mysql_reset_connection(impl_->mysql) != 0) {
+    impl_->dirty = true; // until the reset has finished
+    const bool reset_done = mysql_reset_connection(impl_->mysql) == 0;
+    // The reset dropped them on the server and libmariadb detached them: freed here without
+    // a COM_STMT_CLOSE each.
+    impl_->statements.clear();
+    if (!reset_done) {
         set_error_from(impl_->mysql, "reset failed", ec, diag);
         return;
     }
@@ -886,7 +889,8 @@ void connection::reset(error_code& ec, diagnostics& diag) {
 }
 
 bool connection::needs_reset() const noexcept {
-    return impl_ && (!impl_->tracking || impl_->dirty);
+    // A closed connection too: its reset fails, so that a pool replaces it.
+    return !is_open() || !impl_->tracking || impl_->dirty;
 }
 
 std::string connection::server_version() const {

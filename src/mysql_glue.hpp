@@ -43,7 +43,7 @@ struct connection::impl {
     connect_options options;
     session_fault fault = std::make_shared<error_class>(error_class::none);
     /// The statements execute() prepared, by SQL text. They belong to the session: reset()
-    /// and close() drop them (before the handle goes).
+    /// and close() drop them.
     std::unordered_map<std::string, statement, text_hash, std::equal_to<>> statements;
     /// The server reports session-state changes (session_track_state_change = ON took, and
     /// both sides speak CLIENT_SESSION_TRACKING). Without it, needs_reset() is always true.
@@ -57,11 +57,11 @@ struct connection::impl {
     ~impl() { close(); }
 
     void close() noexcept {
-        statements.clear();
         if (mysql != nullptr) {
-            mysql_close(mysql);
+            mysql_close(mysql); // detaches the statements: they are freed without a round trip
             mysql = nullptr;
         }
+        statements.clear();
     }
 };
 

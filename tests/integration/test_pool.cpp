@@ -431,6 +431,16 @@ TEST_CASE("a lease that ran only plain SELECTs is not reset, and keeps its prepa
     }
     // Two more: "SET @marker = ?" and the lookup again after the reset.
     CHECK(prepares() - before == 3);
+
+    // A connection its holder closed needs no less than a reset: the pool replaces it.
+    {
+        auto c = p.acquire();
+        c->close();
+        CHECK(c->needs_reset());
+    }
+    auto c = p.acquire();
+    CHECK(c->is_open());
+    CHECK(c->execute(lookup, 1)[0].get<std::string>(0) == "ada");
 }
 
 TEST_CASE("connections the server killed while idle are replaced before anyone gets them") {
