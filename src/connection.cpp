@@ -747,34 +747,41 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
     diag.clear();
     if (!check_open(impl_.get(), "execute", ec, diag))
         return {};
-    if (!plain_select(sql))
+    const bool plain = plain_select(sql);
+    if (!plain)
         impl_->dirty = true;
     auto& cache = impl_->statements;
-    auto it = cache.find(sql);
-    if (it == cache.end()) {
-        statement stmt = prepare_statement(*impl_, sql, ec, diag);
-        if (ec) {
-            impl_->dirty = true;
-            return {};
+    // A second attempt only for a plain SELECT whose cached statement's columns changed.
+    for (int attempt = 0;; ++attempt) {
+        auto it = cache.find(sql);
+        if (it == cache.end()) {
+            statement stmt = prepare_statement(*impl_, sql, ec, diag);
+            if (ec) {
+                impl_->dirty = true;
+                return {};
+            }
+            if (cache.size() >= impl::statement_cache_size)
+                cache.clear();
+            it = cache.emplace(std::string(sql), std::move(stmt)).first;
         }
-        if (cache.size() >= impl::statement_cache_size)
-            cache.clear();
-        it = cache.emplace(std::string(sql), std::move(stmt)).first;
-    }
-    result r = it->second.execute_span(params, ec, diag);
-    if (!ec) {
-        note_session_after_execute(*impl_);
-        return r;
-    }
-    impl_->dirty = true; // the error stays readable with SHOW ERRORS
-    // A statement that failed is prepared afresh next time rather than trusted again.
-    cache.erase(it);
-    if (ec.value() == CR_NEW_STMT_METADATA && ec.category() == mysql_category()) {
+        result r = it->second.execute_span(params, ec, diag);
+        if (!ec) {
+            note_session_after_execute(*impl_);
+            return r;
+        }
+        impl_->dirty = true; // the error stays readable with SHOW ERRORS
+        // A statement that failed is prepared afresh next time rather than trusted again.
+        cache.erase(it);
+        if (ec.value() != CR_NEW_STMT_METADATA || ec.category() != mysql_category())
+            return r;
         // The result's columns changed since the statement was prepared (ALTER TABLE under a
         // SELECT *). libmariadb refuses the result after the server ran the statement, so
         // only a statement that changes nothing may simply run again.
-        if (plain_select(sql))
-            return execute_span(sql, params, ec, diag);
+        if (plain && attempt == 0) {
+            ec.clear();
+            diag.clear();
+            continue;
+        }
         diag = diagnostics(fmt::format("execute '{}' failed: the columns of its result changed "
                                        "since it was prepared (a table was altered); the "
                                        "statement ran on the server but its result was lost, "
@@ -782,8 +789,8 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
                                        "effect before running it again",
                                        detail::excerpt(sql)),
                            {}, {}, diag.error_class());
+        return r;
     }
-    return r;
 }
 
 statement connection::prepare(std::string_view sql) {
