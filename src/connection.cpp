@@ -405,96 +405,37 @@ bool plain_select(std::string_view sql) {
         text.find("--") != std::string::npos)
         return false;
     // Built-in functions (unqualified calls never reach a stored function of the same name)
-    // and the keywords that may stand before '('.
-    static constexpr std::string_view allowed_before_paren[] = {"SELECT",
-                                                                "FROM",
-                                                                "WHERE",
-                                                                "IN",
-                                                                "EXISTS",
-                                                                "ANY",
-                                                                "ALL",
-                                                                "SOME",
-                                                                "AND",
-                                                                "OR",
-                                                                "NOT",
-                                                                "XOR",
-                                                                "ON",
-                                                                "USING",
-                                                                "AS",
-                                                                "JOIN",
-                                                                "HAVING",
-                                                                "WHEN",
-                                                                "THEN",
-                                                                "ELSE",
-                                                                "IS",
-                                                                "LIKE",
-                                                                "BY",
-                                                                "OVER",
-                                                                "UNION",
-                                                                "DISTINCT",
-                                                                "BETWEEN",
-                                                                "COUNT",
-                                                                "SUM",
-                                                                "MIN",
-                                                                "MAX",
-                                                                "AVG",
-                                                                "COALESCE",
-                                                                "IFNULL",
-                                                                "NULLIF",
-                                                                "IF",
-                                                                "CONCAT",
-                                                                "CONCAT_WS",
-                                                                "LOWER",
-                                                                "UPPER",
-                                                                "LENGTH",
-                                                                "CHAR_LENGTH",
-                                                                "SUBSTRING",
-                                                                "SUBSTR",
-                                                                "TRIM",
-                                                                "ROUND",
-                                                                "FLOOR",
-                                                                "CEIL",
-                                                                "ABS",
-                                                                "CAST",
-                                                                "DATE",
-                                                                "YEAR",
-                                                                "MONTH",
-                                                                "DAY",
-                                                                "NOW",
-                                                                "CURDATE",
-                                                                "DATE_FORMAT",
-                                                                "DATEDIFF",
-                                                                "TIMESTAMPDIFF",
-                                                                "GROUP_CONCAT",
-                                                                "LEAST",
-                                                                "GREATEST",
-                                                                "JSON_EXTRACT",
-                                                                "JSON_OBJECT",
-                                                                "JSON_ARRAY",
-                                                                "JSON_ARRAYAGG",
-                                                                "ROW_NUMBER",
-                                                                "RANK",
-                                                                "DENSE_RANK"};
+    // and the keywords that may stand before '(', each between spaces.
+    constexpr std::string_view allowed_before_paren =
+        " SELECT FROM WHERE IN EXISTS ANY ALL SOME AND OR NOT XOR ON USING AS JOIN HAVING WHEN "
+        "THEN ELSE IS LIKE BY OVER UNION DISTINCT BETWEEN COUNT SUM MIN MAX AVG COALESCE IFNULL "
+        "NULLIF IF CONCAT CONCAT_WS LOWER UPPER LENGTH CHAR_LENGTH SUBSTRING SUBSTR TRIM ROUND "
+        "FLOOR CEIL ABS CAST DATE YEAR MONTH DAY NOW CURDATE DATE_FORMAT DATEDIFF TIMESTAMPDIFF "
+        "GROUP_CONCAT LEAST GREATEST JSON_EXTRACT JSON_OBJECT JSON_ARRAY JSON_ARRAYAGG "
+        "ROW_NUMBER RANK DENSE_RANK ";
+    const auto allowed = [&](std::string_view word) {
+        return allowed_before_paren.find(fmt::format(" {} ", word)) != std::string_view::npos;
+    };
+    const auto blank = [](char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    };
     std::size_t pos = 0;
     std::vector<std::string_view> words;
     const std::string_view all(text);
     while (pos < all.size()) {
         if (!word_char(all[pos])) {
             if (all[pos] == '(') {
-                // The word right before it, if any, must be allowed and unqualified.
+                // The word right before it (across any blanks), if any, must be allowed and
+                // unqualified.
                 std::size_t end = pos;
-                while (end > 0 && all[end - 1] == ' ')
+                while (end > 0 && blank(all[end - 1]))
                     --end;
                 std::size_t start = end;
                 while (start > 0 && word_char(all[start - 1]))
                     --start;
-                if (start < end) {
-                    const std::string_view before = all.substr(start, end - start);
-                    if ((start > 0 && all[start - 1] == '.') ||
-                        std::find(std::begin(allowed_before_paren), std::end(allowed_before_paren),
-                                  before) == std::end(allowed_before_paren))
-                        return false;
-                }
+                if (start < end && ((start > 0 && all[start - 1] == '.') ||
+                                    !allowed(all.substr(start, end - start))))
+                    return false;
             }
             ++pos;
             continue;
@@ -510,7 +451,10 @@ bool plain_select(std::string_view sql) {
         if (std::find(words.begin(), words.end(), w) != words.end())
             return false;
     // Leading text before SELECT must be blank.
-    return all.find_first_not_of(" \t\r\n") == all.find("SELECT");
+    std::size_t first = 0;
+    while (first < all.size() && blank(all[first]))
+        ++first;
+    return all.substr(first).starts_with("SELECT");
 }
 
 bool run_init_statements(MYSQL* mysql, const connect_options& opts, error_code& ec,

@@ -327,6 +327,13 @@ TEST_CASE("nothing a lease leaves through execute() reaches the next lease, even
              c.query("EXECUTE leak_stmt", ec, diag);
              CHECK(ec.value() == 1243); // unknown prepared statement handler
          }},
+        {"named lock behind a line break (GET_LOCK\n(...))",
+         [&](connection& c) {
+             CHECK(c.execute("SELECT GET_LOCK\n(?, 0)", lock_name)[0].get<int>(0) == 1);
+         },
+         [&](connection& c) {
+             CHECK(c.execute("SELECT IS_USED_LOCK(?) IS NULL", lock_name)[0].get<int>(0) == 1);
+         }},
         {"named lock (GET_LOCK, not reported by the server)",
          [&](connection& c) {
              CHECK(c.execute("SELECT GET_LOCK(?, 0)", lock_name)[0].get<int>(0) == 1);
