@@ -76,8 +76,12 @@ public:
     void ping(error_code& ec, diagnostics& diag);
 
     /// Returns the session to a fresh state (COM_RESET_CONNECTION: rolls back, drops temporary
-    /// tables, user variables and prepared statements, execute()'s included, restores session
-    /// variables) and runs the init statements again.
+    /// tables, user variables and prepared statements, execute()'s included, releases named
+    /// and table locks, restores session variables), selects the connection's database again
+    /// (the reset keeps the one USE chose) and runs the init statements again. Fails with
+    /// client_errc::reset_incomplete when the connection was opened without a database and
+    /// a USE chose one since: no command returns a session to "no database".
+    /// reset() needs an open connection; after a failure, close it.
     void reset();
     void reset(error_code& ec, diagnostics& diag);
 

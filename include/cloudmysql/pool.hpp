@@ -23,8 +23,9 @@ public:
     connection connect(error_code& ec, diagnostics& diag);
     /// COM_PING.
     void ping(connection& conn, error_code& ec, diagnostics& diag);
-    /// COM_RESET_CONNECTION (rolls back, drops temporary tables, user variables and prepared
-    /// statements, restores session variables), then the init statements.
+    /// connection::reset(): COM_RESET_CONNECTION (rolls back, drops temporary tables, user
+    /// variables and prepared statements, restores session variables), the connection's
+    /// database again, then the init statements.
     void reset(connection& conn, error_code& ec, diagnostics& diag);
     void close(connection& conn) noexcept;
     /// connection::needs_reset(): a returned session that ran only plain SELECTs through
