@@ -108,6 +108,22 @@ void retry_when_full(Open&& open) {
     }
 }
 
+/// Opens the pool `make` returns into `held` and warms it up, again while the server is full;
+/// on failure leaves `held` empty and puts why in `why`, for the benchmarks to report.
+template <class Pool, class Make>
+void open_warm_pool(std::unique_ptr<Pool>& held, std::string& why, Make make) {
+    try {
+        retry_when_full([&] {
+            held.reset();
+            held = make();
+            held->warm_up();
+        });
+    } catch (const std::exception& e) {
+        held.reset();
+        why = std::string("cannot open the pool: ") + e.what();
+    }
+}
+
 /// lookup_sql prepared once on a raw connection, with bound result buffers: the fastest way
 /// libmariadb can run it. Throws std::runtime_error.
 class raw_lookup {

@@ -48,18 +48,10 @@ std::string setup_error; // why the pool could not be opened, for the benchmark 
 std::int64_t dedicated_cap = 0;
 
 void open_pool(const benchmark::State&) {
-    try {
-        bench::retry_when_full([] {
-            shared_pool.reset();
-            shared_pool =
-                std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
-                                                                    .min_idle = bench::pool_size});
-            shared_pool->warm_up();
-        });
-    } catch (const std::exception& e) {
-        shared_pool.reset();
-        setup_error = fmt::format("cannot open the pool: {}", e.what());
-    }
+    bench::open_warm_pool(shared_pool, setup_error, [] {
+        return std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
+                                                                   .min_idle = bench::pool_size});
+    });
 }
 
 void close_pool(const benchmark::State&) {

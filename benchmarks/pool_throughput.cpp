@@ -39,18 +39,10 @@ void dedicated(benchmark::State& state) {
 }
 
 void open_pool(const benchmark::State&) {
-    try {
-        bench::retry_when_full([] {
-            shared_pool.reset();
-            shared_pool =
-                std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
-                                                                    .min_idle = bench::pool_size});
-            shared_pool->warm_up();
-        });
-    } catch (const std::exception& e) {
-        shared_pool.reset();
-        setup_error = fmt::format("cannot open the pool: {}", e.what());
-    }
+    bench::open_warm_pool(shared_pool, setup_error, [] {
+        return std::make_unique<pool>(*config.server, pool_options{.max_size = bench::pool_size,
+                                                                   .min_idle = bench::pool_size});
+    });
 }
 
 void close_pool(const benchmark::State&) {
@@ -110,18 +102,11 @@ struct kept_statement_connector {
 std::unique_ptr<basic_pool<kept_statement_connector>> kept_pool;
 
 void open_kept_pool(const benchmark::State&) {
-    try {
-        bench::retry_when_full([] {
-            kept_pool.reset();
-            kept_pool = std::make_unique<basic_pool<kept_statement_connector>>(
-                pool_options{.max_size = bench::pool_size, .min_idle = bench::pool_size},
-                kept_statement_connector{});
-            kept_pool->warm_up();
-        });
-    } catch (const std::exception& e) {
-        kept_pool.reset();
-        setup_error = fmt::format("cannot open the pool: {}", e.what());
-    }
+    bench::open_warm_pool(kept_pool, setup_error, [] {
+        return std::make_unique<basic_pool<kept_statement_connector>>(
+            pool_options{.max_size = bench::pool_size, .min_idle = bench::pool_size},
+            kept_statement_connector{});
+    });
 }
 
 void close_kept_pool(const benchmark::State&) {
