@@ -144,21 +144,20 @@ void set_string_option(MYSQL* mysql, mysql_option option, const std::string& val
 // modes when no ssl-ca is given, so that libmariadb checks the chain against them.
 constexpr const char* system_ca_path = "/etc/ssl/certs";
 
-// The authentication plugins that never send the password itself: a challenge-response
-// (native, ed25519, PARSEC), Kerberos, or caching_sha2/sha256, which send it only under TLS or
-// RSA-encrypted. Left out: mysql_clear_password and dialog (PAM), which send it as typed.
+// The authentication plugins that send no password as it is over the connection: a
+// challenge-response (native, ed25519, PARSEC), Kerberos, and caching_sha2 / sha256, which send
+// it only inside TLS (verified or not) or RSA-encrypted. Left out: mysql_clear_password and
+// dialog (PAM), which send it as typed, and everything else this list does not name.
 constexpr std::string_view safe_auth_plugins =
     "mysql_native_password,client_ed25519,parsec,auth_gssapi_client,caching_sha2_password,"
     "sha256_password";
 
 // True when a plugin that sends the password as it is may be answered: over a unix socket, or
-// over TLS whose certificate is verified. With VERIFY_CA libmariadb still logs in without TLS
-// when the server offers none, so there it is allowed only for a credential provider, whose
-// tokens need it (Cloud SQL IAM) and which connect() guards by reading the greeting first.
+// with VERIFY_IDENTITY, under which libmariadb refuses to log in without TLS. Not with
+// VERIFY_CA: there libmariadb logs in without TLS when the greeting offers none, and someone
+// on the path can strip that offer from the greeting.
 bool cleartext_auth_allowed(const connect_options& opts) {
-    const tls_mode mode = opts.effective_tls_mode();
-    return !opts.unix_socket.empty() || mode == tls_mode::verify_identity ||
-           (mode == tls_mode::verify_ca && opts.credentials);
+    return !opts.unix_socket.empty() || opts.effective_tls_mode() == tls_mode::verify_identity;
 }
 
 void apply_tls(MYSQL* mysql, const connect_options& opts) {
@@ -326,12 +325,13 @@ void set_connect_error(MYSQL* mysql, const connect_options& opts,
     } else if (number == CR_PLUGIN_NOT_ALLOWED) {
         // libmariadb's own message garbles the plugin's name, so it is left out.
         cls = error_class::auth;
-        refined = fmt::format("{}: the server asked for an authentication plugin that sends the "
-                              "password as it is (mysql_clear_password or dialog), and cloudmysql "
-                              "answers that only over a unix socket, over TLS with "
-                              "ssl-mode=VERIFY_IDENTITY, or with VERIFY_CA for a credential "
-                              "provider's token; the password was not sent",
-                              context);
+        refined = fmt::format("{}: the server asked for an authentication plugin that is not "
+                              "allowed here (mysql_clear_password or dialog send the password as "
+                              "it is; allowed: {}), and the password was not sent. cloudmysql "
+                              "answers such a request only over a unix socket or with "
+                              "ssl-mode=VERIFY_IDENTITY; for Cloud SQL IAM, connect through the "
+                              "Auth Proxy's unix socket",
+                              context, safe_auth_plugins);
     } else if (number == ER_ACCESS_DENIED_ERROR &&
                opts.effective_tls_mode() == tls_mode::disabled) {
         refined = diag.client_message() +
