@@ -393,9 +393,11 @@ bool plain_select(std::string_view sql) {
     const auto upper = [](char c) {
         return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
     };
+    // Bytes of multi-byte UTF-8 characters belong to words too: the server accepts them in
+    // identifiers, so `éSUM(` names a function other than SUM.
     const auto word_char = [](char c) {
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-               c == '_' || c == '$';
+               c == '_' || c == '$' || static_cast<unsigned char>(c) >= 0x80;
     };
     std::string text;
     text.reserve(sql.size());
@@ -404,17 +406,19 @@ bool plain_select(std::string_view sql) {
     if (text.find_first_of("@;#`\"") != std::string::npos || text.find("/*") != std::string::npos ||
         text.find("--") != std::string::npos)
         return false;
-    // Built-in functions (unqualified calls never reach a stored function of the same name)
-    // and the keywords that may stand before '(', each between spaces.
-    constexpr std::string_view allowed_before_paren =
+    // The keywords that may stand before '(', and the built-in functions, whose unqualified
+    // calls never reach a stored function of the same name when '(' follows at once. Each
+    // between spaces.
+    constexpr std::string_view keywords_before_paren =
         " SELECT FROM WHERE IN EXISTS ANY ALL SOME AND OR NOT XOR ON USING AS JOIN HAVING WHEN "
-        "THEN ELSE IS LIKE BY OVER UNION DISTINCT BETWEEN COUNT SUM MIN MAX AVG COALESCE IFNULL "
-        "NULLIF IF CONCAT CONCAT_WS LOWER UPPER LENGTH CHAR_LENGTH SUBSTRING SUBSTR TRIM ROUND "
-        "FLOOR CEIL ABS CAST DATE YEAR MONTH DAY NOW CURDATE DATE_FORMAT DATEDIFF TIMESTAMPDIFF "
-        "GROUP_CONCAT LEAST GREATEST JSON_EXTRACT JSON_OBJECT JSON_ARRAY JSON_ARRAYAGG "
-        "ROW_NUMBER RANK DENSE_RANK ";
-    const auto allowed = [&](std::string_view word) {
-        return allowed_before_paren.find(fmt::format(" {} ", word)) != std::string_view::npos;
+        "THEN ELSE IS LIKE BY OVER UNION DISTINCT BETWEEN ";
+    constexpr std::string_view builtin_functions =
+        " COUNT SUM MIN MAX AVG COALESCE IFNULL NULLIF IF CONCAT CONCAT_WS LOWER UPPER LENGTH "
+        "CHAR_LENGTH SUBSTRING SUBSTR TRIM ROUND FLOOR CEIL ABS CAST DATE YEAR MONTH DAY NOW "
+        "CURDATE DATE_FORMAT DATEDIFF TIMESTAMPDIFF GROUP_CONCAT LEAST GREATEST JSON_EXTRACT "
+        "JSON_OBJECT JSON_ARRAY JSON_ARRAYAGG ROW_NUMBER RANK DENSE_RANK ";
+    const auto listed = [](std::string_view list, std::string_view word) {
+        return list.find(fmt::format(" {} ", word)) != std::string_view::npos;
     };
     const auto blank = [](char c) {
         return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -425,16 +429,20 @@ bool plain_select(std::string_view sql) {
     while (pos < all.size()) {
         if (!word_char(all[pos])) {
             if (all[pos] == '(') {
-                // The word right before it (across any blanks), if any, must be allowed and
-                // unqualified.
+                // The word right before it (across any blanks), if any, must be a keyword, or
+                // an unqualified built-in function right before the '(': with blanks between,
+                // the server may take a built-in's name for a stored function (unless sql_mode
+                // has IGNORE_SPACE).
                 std::size_t end = pos;
                 while (end > 0 && blank(all[end - 1]))
                     --end;
                 std::size_t start = end;
                 while (start > 0 && word_char(all[start - 1]))
                     --start;
-                if (start < end && ((start > 0 && all[start - 1] == '.') ||
-                                    !allowed(all.substr(start, end - start))))
+                const std::string_view word = all.substr(start, end - start);
+                const bool qualified = start > 0 && all[start - 1] == '.';
+                if (!word.empty() && !listed(keywords_before_paren, word) &&
+                    (qualified || end != pos || !listed(builtin_functions, word)))
                     return false;
             }
             ++pos;
@@ -466,7 +474,8 @@ bool run_init_statements(MYSQL* mysql, const connect_options& opts, error_code& 
 }
 
 // Asks the server to flag every response after which the session differs (user and session
-// variables, current database, temporary tables, SQL PREPARE, character set). A server without
+// variables, current database, temporary tables, SQL PREPARE, character set), and to report the
+// current database with it (libmariadb keeps mysql->db up to date from that). A server without
 // the variable (before MySQL 5.7 / MariaDB 10.2) leaves tracking off; other errors fail.
 bool enable_state_tracking(connection::impl& conn, error_code& ec, diagnostics& diag) {
     conn.tracking = false;
@@ -474,7 +483,8 @@ bool enable_state_tracking(connection::impl& conn, error_code& ec, diagnostics& 
     if ((mysql->server_capabilities & CLIENT_SESSION_TRACKING) == 0 ||
         (mysql->client_flag & CLIENT_SESSION_TRACKING) == 0)
         return true;
-    if (!run_statement(mysql, "SET SESSION session_track_state_change = ON",
+    if (!run_statement(mysql,
+                       "SET SESSION session_track_state_change = ON, session_track_schema = ON",
                        "enabling session-state tracking", ec, diag)) {
         if (ec.value() != ER_UNKNOWN_SYSTEM_VARIABLE)
             return false;
@@ -691,14 +701,19 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
     diag.clear();
     if (!check_open(impl_.get(), "execute", ec, diag))
         return {};
-    const bool plain = plain_select(sql);
-    if (!plain)
-        impl_->dirty = true;
     auto& cache = impl_->statements;
+    // libmariadb follows the default database (USE, mysql_select_db, the server's schema
+    // tracking, which connect() turns on).
+    const std::string_view database = impl_->mysql->db != nullptr ? impl_->mysql->db : "";
+    if (database != impl_->statements_database) {
+        cache.clear();
+        impl_->statements_database = database;
+    }
     // A second attempt only for a plain SELECT whose cached statement's columns changed.
     for (int attempt = 0;; ++attempt) {
         auto it = cache.find(sql);
         if (it == cache.end()) {
+            const bool plain = plain_select(sql);
             statement stmt = prepare_statement(*impl_, sql, ec, diag);
             if (ec) {
                 impl_->dirty = true;
@@ -706,9 +721,13 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
             }
             if (cache.size() >= impl::statement_cache_size)
                 cache.clear();
-            it = cache.emplace(std::string(sql), std::move(stmt)).first;
+            it = cache.emplace(std::string(sql), impl::cached_statement{std::move(stmt), plain})
+                     .first;
         }
-        result r = it->second.execute_span(params, ec, diag);
+        const bool plain = it->second.plain_select;
+        if (!plain)
+            impl_->dirty = true;
+        result r = it->second.stmt.execute_span(params, ec, diag);
         if (!ec) {
             note_session_after_execute(*impl_);
             return r;
@@ -817,7 +836,9 @@ void connection::reset(error_code& ec, diagnostics& diag) {
     MYSQL* mysql = impl_->mysql;
     const std::string& database = impl_->options.database;
     const std::string_view current = mysql->db != nullptr ? mysql->db : "";
-    if (current != database) {
+    // mysql->db follows a USE sent as text only through the server's schema tracking: without
+    // it, select the database whatever mysql->db says.
+    if (current != database || (!impl_->tracking && !database.empty())) {
         if (database.empty()) {
             set_client_error(client_errc::reset_incomplete,
                              fmt::format("reset: the session changed its database to '{}' and "

@@ -42,9 +42,17 @@ struct connection::impl {
     MYSQL* mysql = nullptr;
     connect_options options;
     session_fault fault = std::make_shared<error_class>(error_class::none);
+    /// A statement execute() prepared, and whether its SQL is a plain SELECT (plain_select()).
+    struct cached_statement {
+        statement stmt;
+        bool plain_select = false;
+    };
     /// The statements execute() prepared, by SQL text. They belong to the session: reset()
     /// and close() drop them.
-    std::unordered_map<std::string, statement, text_hash, std::equal_to<>> statements;
+    std::unordered_map<std::string, cached_statement, text_hash, std::equal_to<>> statements;
+    /// The default database when the cache was filled: the server resolves unqualified table
+    /// names when it prepares, so a statement prepared under another database is not reused.
+    std::string statements_database;
     /// The server reports session-state changes (session_track_state_change = ON took, and
     /// both sides speak CLIENT_SESSION_TRACKING). Without it, needs_reset() is always true.
     bool tracking = false;
@@ -62,6 +70,7 @@ struct connection::impl {
             mysql = nullptr;
         }
         statements.clear();
+        statements_database.clear();
     }
 };
 
