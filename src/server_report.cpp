@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <limits>
@@ -241,33 +242,55 @@ deployment_check fits_under(std::string_view limit_name, std::optional<std::int6
     return c;
 }
 
-// A pool duration against wait_timeout: the pool must let go of a connection first.
-deployment_check below_wait_timeout(std::string_view name, std::chrono::milliseconds value,
-                                    std::string_view zero_means, std::optional<std::int64_t> wait) {
-    deployment_check c{std::string(name), outcome::unknown, {}};
-    const std::string shown =
-        value.count() == 0 ? fmt::format("0 ({})", zero_means) : seconds_text(value);
+// "120 s", or what 0 means for the setting.
+std::string setting_text(std::chrono::milliseconds value, std::string_view zero_means) {
+    return value.count() == 0 ? fmt::format("0 ({})", zero_means) : seconds_text(value);
+}
+
+// An idle pooled connection must hear from the pool (a ping, or its close) before the server's
+// wait_timeout runs out.
+deployment_check idle_below_wait_timeout(const deployment& d, std::optional<std::int64_t> wait) {
+    deployment_check c{"wait_timeout", outcome::unknown, {}};
+    const std::chrono::milliseconds silence =
+        longest_idle_silence(d.idle_timeout, d.keepalive_interval);
+    const std::string settings = fmt::format("idle_timeout {}, keepalive_interval {}",
+                                             setting_text(d.idle_timeout, "kept forever"),
+                                             setting_text(d.keepalive_interval, "off"));
+    const std::string idle =
+        silence.count() == 0
+            ? fmt::format("an idle connection is never pinged or closed ({})", settings)
+            : fmt::format("an idle connection is pinged or closed after {} "
+                          "({})",
+                          seconds_text(silence), settings);
     if (!wait || *wait <= 0) {
-        c.reason = fmt::format("{} {}; the server did not show wait_timeout: check it by hand",
-                               name, shown);
+        c.reason = fmt::format("{}; the server did not show wait_timeout: check it by hand", idle);
         return c;
     }
-    const std::chrono::milliseconds limit = std::chrono::seconds(*wait);
-    if (value.count() != 0 && value < limit) {
+    if (silence.count() != 0 && silence < std::chrono::seconds(*wait)) {
         c.result = outcome::pass;
-        c.reason = fmt::format("{} {} < wait_timeout {} s", name, shown, *wait);
+        c.reason = fmt::format("{} < wait_timeout {} s", idle, *wait);
         return c;
     }
     c.result = outcome::fail;
     c.reason =
-        fmt::format("{} {} is not below wait_timeout {} s: the server drops idle sessions "
-                    "first; set --{} below {}{}",
-                    name, shown, *wait, name == "max_lifetime" ? "max-lifetime" : "idle-timeout",
-                    *wait, value.count() == 0 ? "" : " or raise wait_timeout");
+        fmt::format("{}, not below wait_timeout {} s: the server drops idle sessions the "
+                    "pool still holds; lower --keepalive-interval or --idle-timeout below "
+                    "wait_timeout {}{}",
+                    idle, *wait, *wait, silence.count() == 0 ? "" : ", or raise wait_timeout");
     return c;
 }
 
 } // namespace
+
+std::chrono::milliseconds
+longest_idle_silence(std::chrono::milliseconds idle_timeout,
+                     std::chrono::milliseconds keepalive_interval) noexcept {
+    if (idle_timeout.count() == 0)
+        return keepalive_interval;
+    if (keepalive_interval.count() == 0)
+        return idle_timeout;
+    return std::min(idle_timeout, keepalive_interval);
+}
 
 deployment_verdict check_deployment(const server_report& report, const deployment& d) {
     if (d.instances == 0 || d.pool_size == 0)
@@ -278,10 +301,8 @@ deployment_verdict check_deployment(const server_report& report, const deploymen
     v.checks.push_back(fits_under("max_connections", report.max_connections, d));
     if (report.max_user_connections.value_or(0) > 0)
         v.checks.push_back(fits_under("max_user_connections", report.max_user_connections, d));
-    v.checks.push_back(
-        below_wait_timeout("max_lifetime", d.max_lifetime, "no limit", report.wait_timeout));
-    v.checks.push_back(
-        below_wait_timeout("idle_timeout", d.idle_timeout, "kept forever", report.wait_timeout));
+    // No check of max_lifetime: wait_timeout counts idle time, not a session's age.
+    v.checks.push_back(idle_below_wait_timeout(d, report.wait_timeout));
     return v;
 }
 

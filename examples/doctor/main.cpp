@@ -2,8 +2,9 @@
 //
 // Shows: cloudmysql::read_server_report() (version, cloud, TLS and how the certificate was
 // checked, connection limits, timeouts, connections in use) and check_deployment() (does
-// N instances × a pool of M fit under max_connections, do the pool's lifetimes sit below
-// wait_timeout), a token command as the password, and output for people or for programs.
+// N instances × a pool of M fit under max_connections, does the pool ping or close an idle
+// connection before wait_timeout runs out), a token command as the password, and output for people
+// or for programs.
 //
 //   cloudmysql-doctor --url 'mysql://app:secret@db.example.com/clinic?ssl-mode=VERIFY_IDENTITY'
 //   cloudmysql-doctor --instances 3 --pool-size 8        (URL from CLOUDMYSQL_URL)
@@ -22,6 +23,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -34,16 +36,21 @@ using cloudmysql_examples::json_string;
 
 constexpr std::string_view usage_text =
     R"(usage: cloudmysql-doctor [--url URL] [--password-command CMD] [--json]
-                         [--instances N --pool-size M [--max-lifetime SECONDS]
-                          [--idle-timeout SECONDS] [--reserve N]]
+                         [--instances N --pool-size M [--idle-timeout SECONDS]
+                          [--keepalive-interval SECONDS] [--max-lifetime SECONDS]
+                          [--reserve N]]
   --url URL                 mysql://USER:PASSWORD@HOST[:PORT]/DB?ssl-mode=...; default:
                             the CLOUDMYSQL_URL environment variable
   --password-command CMD    run CMD for the password (an Azure Entra or Cloud SQL IAM token);
                             needs ssl-mode=VERIFY_CA or VERIFY_IDENTITY, or a unix socket
   --instances N             copies of the program that will run, each with its own pool
   --pool-size M             each pool's max_size
-  --max-lifetime SECONDS    the pools' max_lifetime (default 1800; 0: no limit)
   --idle-timeout SECONDS    the pools' idle_timeout (default 600; 0: kept forever)
+  --keepalive-interval SECONDS
+                            how often the pools ping idle connections (default 120; 0: off);
+                            this or --idle-timeout must be below the server's wait_timeout
+  --max-lifetime SECONDS    the pools' max_lifetime (default 1800; 0: no limit); shown only:
+                            wait_timeout limits idle time, not a connection's age
   --reserve N               connections kept for admin sessions and migrations (default 3)
   --json                    one JSON object instead of the report for people
 Exit codes: 0 ok (the verdict passes), 1 the verdict fails, 2 bad usage or no connection.
@@ -57,7 +64,8 @@ struct command_line {
     std::string url; // empty: CLOUDMYSQL_URL
     std::string password_command;
     bool json = false;
-    std::optional<std::uint64_t> instances, pool_size, max_lifetime, idle_timeout, reserve;
+    std::optional<std::uint64_t> instances, pool_size, max_lifetime, idle_timeout,
+        keepalive_interval, reserve;
 };
 
 std::uint64_t number(std::string_view option, std::string_view text, std::uint64_t lo,
@@ -81,6 +89,7 @@ command_line parse(int argc, char** argv) {
                                {"--pool-size", &cl.pool_size, 1, 10000},
                                {"--max-lifetime", &cl.max_lifetime, 0, 604800},
                                {"--idle-timeout", &cl.idle_timeout, 0, 604800},
+                               {"--keepalive-interval", &cl.keepalive_interval, 0, 604800},
                                {"--reserve", &cl.reserve, 0, 100000}};
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
@@ -108,9 +117,10 @@ command_line parse(int argc, char** argv) {
     }
     if (cl.instances.has_value() != cl.pool_size.has_value())
         throw usage_error("a verdict needs both --instances and --pool-size");
-    if (!cl.instances && (cl.max_lifetime || cl.idle_timeout || cl.reserve))
-        throw usage_error("--max-lifetime, --idle-timeout and --reserve go with --instances and "
-                          "--pool-size");
+    if (!cl.instances &&
+        (cl.max_lifetime || cl.idle_timeout || cl.keepalive_interval || cl.reserve))
+        throw usage_error("--idle-timeout, --keepalive-interval, --max-lifetime and --reserve go "
+                          "with --instances and --pool-size");
     return cl;
 }
 
@@ -134,6 +144,8 @@ cloudmysql::deployment deployment_of(const command_line& cl) {
         d.max_lifetime = std::chrono::seconds(*cl.max_lifetime);
     if (cl.idle_timeout)
         d.idle_timeout = std::chrono::seconds(*cl.idle_timeout);
+    if (cl.keepalive_interval)
+        d.keepalive_interval = std::chrono::seconds(*cl.keepalive_interval);
     if (cl.reserve)
         d.reserve = static_cast<std::size_t>(*cl.reserve);
     return d;
@@ -195,10 +207,11 @@ std::string seconds_or(std::chrono::milliseconds d, std::string_view zero) {
 }
 
 void print_verdict(const cloudmysql::deployment& d, const cloudmysql::deployment_verdict& v) {
-    fmt::print("\ndeployment: {} instances × pool of {}, {} reserved, max_lifetime {}, "
-               "idle_timeout {}\n",
-               d.instances, d.pool_size, d.reserve, seconds_or(d.max_lifetime, "none"),
-               seconds_or(d.idle_timeout, "none (kept forever)"));
+    fmt::print("\ndeployment: {} instances × pool of {}, {} reserved, idle_timeout {}, "
+               "keepalive_interval {}, max_lifetime {}\n",
+               d.instances, d.pool_size, d.reserve,
+               seconds_or(d.idle_timeout, "none (kept forever)"),
+               seconds_or(d.keepalive_interval, "none (off)"), seconds_or(d.max_lifetime, "none"));
     for (const auto& c : v.checks)
         fmt::print("  {:<8} {:<21} {}\n", to_string(c.result), c.name, c.reason);
     fmt::print("verdict: {}\n", v.passed() ? "pass" : "fail");
@@ -232,14 +245,20 @@ std::string verdict_json(const cloudmysql::deployment& d, const cloudmysql::depl
                                      json_string(c.name), to_string(c.result),
                                      json_string(c.reason)));
     return fmt::format(R"("deployment":{{"instances":{},"pool_size":{},"reserve":{},)"
-                       R"("max_lifetime_ms":{},"idle_timeout_ms":{},"checks":[{}],"passed":{}}})",
+                       R"("max_lifetime_ms":{},"idle_timeout_ms":{},"keepalive_interval_ms":{},)"
+                       R"("checks":[{}],"passed":{}}})",
                        d.instances, d.pool_size, d.reserve, d.max_lifetime.count(),
-                       d.idle_timeout.count(), fmt::join(checks, ","), v.passed());
+                       d.idle_timeout.count(), d.keepalive_interval.count(), fmt::join(checks, ","),
+                       v.passed());
 }
 
-// On stderr for people; with --json, also a JSON object on stdout.
-int failure(bool as_json, std::string_view message, std::string_view cls) {
+// On stderr for people (with `hint` on a line of its own); with --json, also a JSON object on
+// stdout.
+int failure(bool as_json, std::string_view message, std::string_view cls,
+            std::string_view hint = {}) {
     fmt::print(stderr, "cloudmysql-doctor: {}\n", message);
+    if (!hint.empty())
+        fmt::print(stderr, "({})\n", hint);
     if (as_json)
         fmt::print(R"({{"error":{{"message":{},"class":"{}"}}}})"
                    "\n",
@@ -247,23 +266,14 @@ int failure(bool as_json, std::string_view message, std::string_view cls) {
     return 2;
 }
 
-} // namespace
-
-int main(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i)
-        if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
-            fmt::print("{}", usage_text);
-            return 0;
-        }
+int run(int argc, char** argv, bool as_json) {
     command_line cl;
     cloudmysql::connect_options opts;
     try {
         cl = parse(argc, argv);
         opts = target_of(cl);
     } catch (const std::invalid_argument& e) { // usage_error, or a URL that does not parse
-        fmt::print(stderr, "cloudmysql-doctor: {}\n(cloudmysql-doctor --help lists the options)\n",
-                   e.what());
-        return 2;
+        return failure(as_json, e.what(), "usage", "cloudmysql-doctor --help lists the options");
     }
 
     try {
@@ -288,5 +298,25 @@ int main(int argc, char** argv) {
         return failure(cl.json, e.what(), to_string(e.error_class()));
     } catch (const std::invalid_argument& e) { // options that connect_options::validate() refuses
         return failure(cl.json, e.what(), "bad_input");
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    // --json is looked for first, so that a usage error is a JSON object on stdout too.
+    bool as_json = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            fmt::print("{}", usage_text);
+            return 0;
+        }
+        as_json = as_json || arg == "--json";
+    }
+    try {
+        return run(argc, argv, as_json);
+    } catch (const std::exception& e) { // anything else (out of memory, a bug): no abort
+        return failure(as_json, e.what(), "unexpected");
     }
 }

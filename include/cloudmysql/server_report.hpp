@@ -78,16 +78,26 @@ server_report read_server_report(connection& conn);
 struct deployment {
     std::size_t instances = 1;
     std::size_t pool_size = pool_options{}.max_size;
+    /// Shown, not checked: wait_timeout limits how long a session sits idle, not its age.
     std::chrono::milliseconds max_lifetime = pool_options{}.max_lifetime; ///< 0: no limit
     std::chrono::milliseconds idle_timeout = pool_options{}.idle_timeout; ///< 0: kept forever
+    std::chrono::milliseconds keepalive_interval = pool_options{}.keepalive_interval; ///< 0: off
     /// Connections left over for others: admin sessions and a migration run.
     std::size_t reserve = 3;
 };
 
+/// The longest a pooled connection sits idle without a word to the server: the pool pings it
+/// after `keepalive_interval` and closes it after `idle_timeout` (while more than min_idle are
+/// open), whichever comes first; a 0 (off, kept forever) takes no part. 0: without bound. The
+/// server's wait_timeout must be longer, or it drops idle sessions the pool still holds.
+std::chrono::milliseconds
+longest_idle_silence(std::chrono::milliseconds idle_timeout,
+                     std::chrono::milliseconds keepalive_interval) noexcept;
+
 /// One check of check_deployment().
 struct deployment_check {
     enum class outcome { pass, fail, unknown };
-    std::string name; ///< "max_connections", "max_user_connections", "max_lifetime", ...
+    std::string name; ///< the server setting checked: "max_connections", "wait_timeout", ...
     outcome result{};
     /// One line with the numbers, and on failure what to do, e.g. "3 × 8 + 3 reserved = 27 >
     /// max_connections 20: lower --pool-size to 5 or raise max_connections to 27".
@@ -104,9 +114,9 @@ struct deployment_verdict {
 };
 
 /// Checks `d` against the server: instances × pool_size + reserve must fit max_connections
-/// (and max_user_connections when it is not 0), and max_lifetime and idle_timeout must be
-/// below wait_timeout, so that the pool retires a connection before the server drops it.
-/// Pure: no I/O.
+/// (and max_user_connections when it is not 0), and longest_idle_silence(idle_timeout,
+/// keepalive_interval) must be below wait_timeout (check "wait_timeout"), so that the pool
+/// pings or closes an idle connection before the server drops it. Pure: no I/O.
 deployment_verdict check_deployment(const server_report& report, const deployment& d);
 
 } // namespace cloudmysql

@@ -51,6 +51,7 @@ TEST_CASE("deployment defaults are the pool's and reserve 3") {
     CHECK(d.pool_size == p.max_size);
     CHECK(d.max_lifetime == p.max_lifetime);
     CHECK(d.idle_timeout == p.idle_timeout);
+    CHECK(d.keepalive_interval == p.keepalive_interval);
     CHECK(d.reserve == 3);
 }
 
@@ -94,7 +95,7 @@ TEST_CASE("a fix is suggested even when no pool size fits") {
 
 TEST_CASE("max_user_connections is checked only when it is set") {
     auto server = course_server();
-    CHECK(check_deployment(server, pools(2, 8)).checks.size() == 3); // no per-user check
+    CHECK(check_deployment(server, pools(2, 8)).checks.size() == 2); // no per-user check
     server.max_user_connections = 10;
     const auto v = check_deployment(server, pools(2, 8));
     CHECK_FALSE(v.passed());
@@ -107,53 +108,89 @@ TEST_CASE("max_user_connections is checked only when it is set") {
     CHECK(check_deployment(server, pools(2, 8)).passed());
 }
 
-TEST_CASE("max_lifetime and idle_timeout must be below wait_timeout") {
-    auto server = course_server();
-    server.wait_timeout = 600; // 10 minutes: the pool's idle_timeout default is not below it
-    auto d = pools(2, 8);
-    const auto v = check_deployment(server, d);
-    CHECK_FALSE(v.passed());
-    const auto lifetime = find(v, "max_lifetime");
-    CHECK(lifetime.result == deployment_check::outcome::fail);
-    CHECK(lifetime.reason == "max_lifetime 1800 s is not below wait_timeout 600 s: the server "
-                             "drops idle sessions first; set --max-lifetime below 600 or raise "
-                             "wait_timeout");
-    CHECK(find(v, "idle_timeout").result == deployment_check::outcome::fail);
-
-    d.max_lifetime = 599s;
-    d.idle_timeout = 300s;
-    const auto fixed = check_deployment(server, d);
-    CHECK(fixed.passed());
-    CHECK(find(fixed, "max_lifetime").reason == "max_lifetime 599 s < wait_timeout 600 s");
-    CHECK(find(fixed, "idle_timeout").reason == "idle_timeout 300 s < wait_timeout 600 s");
-
-    d.max_lifetime = 600s; // equal is not below
-    CHECK(find(check_deployment(server, d), "max_lifetime").result ==
-          deployment_check::outcome::fail);
-    d.max_lifetime = 1500ms;
-    CHECK(find(check_deployment(server, d), "max_lifetime").reason ==
-          "max_lifetime 1.5 s < wait_timeout 600 s");
+TEST_CASE("an idle connection goes unheard for the smaller of idle_timeout and keepalive") {
+    using cloudmysql::longest_idle_silence;
+    CHECK(longest_idle_silence(600s, 120s) == 120s);
+    CHECK(longest_idle_silence(60s, 120s) == 60s);
+    CHECK(longest_idle_silence(0ms, 120s) == 120s); // kept forever, but pinged
+    CHECK(longest_idle_silence(600s, 0ms) == 600s); // no keepalive, but closed
+    CHECK(longest_idle_silence(0ms, 0ms) == 0ms);   // never touched: without bound
 }
 
-TEST_CASE("no limit and kept forever fail against any wait_timeout") {
+TEST_CASE("wait_timeout 300 with idle_timeout 600 passes: the keepalive pings at 120 s") {
+    auto server = course_server();
+    server.wait_timeout = 300;
     auto d = pools(2, 8);
-    d.max_lifetime = 0ms;
+    d.idle_timeout = 600s;
+    d.keepalive_interval = 120s;
+    const auto v = check_deployment(server, d);
+    CHECK(v.passed());
+    const auto idle = find(v, "wait_timeout");
+    CHECK(idle.result == deployment_check::outcome::pass);
+    CHECK(idle.reason == "an idle connection is pinged or closed after 120 s (idle_timeout 600 s, "
+                         "keepalive_interval 120 s) < wait_timeout 300 s");
+}
+
+TEST_CASE("without a keepalive, an idle_timeout not below wait_timeout fails") {
+    auto server = course_server();
+    server.wait_timeout = 300;
+    auto d = pools(2, 8);
+    d.idle_timeout = 600s;
+    d.keepalive_interval = 0ms;
+    const auto v = check_deployment(server, d);
+    CHECK_FALSE(v.passed());
+    const auto idle = find(v, "wait_timeout");
+    CHECK(idle.result == deployment_check::outcome::fail);
+    CHECK(idle.reason == "an idle connection is pinged or closed after 600 s (idle_timeout 600 s, "
+                         "keepalive_interval 0 (off)), not below wait_timeout 300 s: the server "
+                         "drops idle sessions the pool still holds; lower --keepalive-interval or "
+                         "--idle-timeout below wait_timeout 300, or raise wait_timeout");
+
+    d.keepalive_interval = 300s; // equal is not below
+    CHECK(find(check_deployment(server, d), "wait_timeout").result ==
+          deployment_check::outcome::fail);
+    d.keepalive_interval = 299s;
+    CHECK(check_deployment(server, d).passed());
+    d.keepalive_interval = 0ms;
+    d.idle_timeout = 1500ms;
+    CHECK(find(check_deployment(server, d), "wait_timeout").reason ==
+          "an idle connection is pinged or closed after 1.5 s (idle_timeout 1.5 s, "
+          "keepalive_interval 0 (off)) < wait_timeout 300 s");
+}
+
+TEST_CASE("max_lifetime is not checked: wait_timeout counts idle time, not age") {
+    auto server = course_server();
+    server.wait_timeout = 300;
+    auto d = pools(2, 8);
+    d.max_lifetime = 0ms; // no limit
+    CHECK(check_deployment(server, d).passed());
+    d.max_lifetime = 100000s;
+    const auto v = check_deployment(server, d);
+    CHECK(v.passed());
+    for (const auto& c : v.checks)
+        CHECK(c.name != "max_lifetime");
+}
+
+TEST_CASE("kept forever without a keepalive fails against any wait_timeout") {
+    auto d = pools(2, 8);
     d.idle_timeout = 0ms;
+    d.keepalive_interval = 0ms;
     const auto v = check_deployment(course_server(), d);
     CHECK_FALSE(v.passed());
-    CHECK(find(v, "max_lifetime")
-              .reason.find("max_lifetime 0 (no limit) is not below "
-                           "wait_timeout 28800 s") == 0);
-    CHECK(find(v, "idle_timeout").reason == "idle_timeout 0 (kept forever) is not below "
-                                            "wait_timeout 28800 s: the server drops idle "
-                                            "sessions first; set --idle-timeout below 28800");
+    CHECK(find(v, "wait_timeout").reason ==
+          "an idle connection is never pinged or closed (idle_timeout 0 (kept forever), "
+          "keepalive_interval 0 (off)), not below wait_timeout 28800 s: the server drops idle "
+          "sessions the pool still holds; lower --keepalive-interval or --idle-timeout below "
+          "wait_timeout 28800");
+    d.keepalive_interval = 120s; // kept forever is fine while it is pinged
+    CHECK(check_deployment(course_server(), d).passed());
 }
 
 TEST_CASE("what the server did not show is unknown, not a failure") {
     const server_report silent; // nothing read
     const auto v = check_deployment(silent, pools(3, 8));
     CHECK(v.passed());
-    CHECK(v.checks.size() == 3);
+    CHECK(v.checks.size() == 2);
     for (const auto& c : v.checks) {
         CHECK(c.result == deployment_check::outcome::unknown);
         CHECK(c.reason.find("check it by hand") != std::string::npos);
