@@ -80,22 +80,16 @@ std::vector<server_finding> server_check(pool& p) {
         add(server_finding::severity::error,
             fmt::format("max_size is {} but max_user_connections is {}: lower max_size", max_size,
                         max_user_connections));
+    // wait_timeout limits how long a session may sit idle, not its age: what counts is how
+    // long an idle pooled connection goes without a word to the server.
     if (wait_timeout > 0) {
-        const seconds wait(wait_timeout);
-        if (o.max_lifetime.count() == 0 || o.max_lifetime >= wait)
+        const auto silence = longest_idle_silence(o.idle_timeout, o.keepalive_interval);
+        if (silence.count() == 0 || silence >= seconds(wait_timeout))
             add(server_finding::severity::warning,
-                fmt::format("max_lifetime ({} s) is not below the server's wait_timeout ({} s): "
-                            "the server may close connections the pool thinks are alive; set "
-                            "max_lifetime below {} s",
-                            duration_cast<seconds>(o.max_lifetime).count(), wait_timeout,
-                            wait_timeout));
-        if (o.idle_timeout.count() == 0 || o.idle_timeout >= wait)
-            if (o.keepalive_interval.count() == 0 || o.keepalive_interval >= wait)
-                add(server_finding::severity::warning,
-                    fmt::format("idle connections can sit longer than the server's wait_timeout "
-                                "({} s) without a keepalive: set idle_timeout or "
-                                "keepalive_interval below {} s",
-                                wait_timeout, wait_timeout));
+                fmt::format("idle connections can sit longer than the server's wait_timeout "
+                            "({} s) without a keepalive: set idle_timeout or "
+                            "keepalive_interval below {} s",
+                            wait_timeout, wait_timeout));
     }
     return findings;
 }

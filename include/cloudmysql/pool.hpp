@@ -75,8 +75,9 @@ struct server_finding {
 
 /// Reads max_connections, max_user_connections, wait_timeout and Threads_connected (with
 /// read_server_report()) through a pooled connection and says where the pool's settings cannot
-/// work: a pool larger than the server allows, a lifetime or idle timeout not below
-/// wait_timeout, keepalive too slow for wait_timeout. Empty when all is well. Throws
+/// work: a pool larger than the server allows, idle connections left silent (idle_timeout and
+/// keepalive_interval: longest_idle_silence()) for wait_timeout or longer. Empty when all is
+/// well. Throws
 /// database_error when it cannot ask.
 std::vector<server_finding> server_check(pool& p);
 
