@@ -124,9 +124,12 @@ credential_provider command_token_provider(std::string name, std::string command
             const auto [end, ec] =
                 std::from_chars(expiry.data(), expiry.data() + expiry.size(), epoch);
             if (ec != std::errc{} || end != expiry.data() + expiry.size() || epoch <= 0) {
-                throw std::runtime_error(fmt::format(
-                    "its command's second word '{}' is not an expiry in seconds since the epoch",
-                    expiry));
+                // Not quoted: a command that prints "Bearer TOKEN" would put the token here.
+                throw std::runtime_error(
+                    fmt::format("its command's second word ({} characters) is not an expiry in "
+                                "seconds since the epoch: print the token, then optionally "
+                                "the expiry",
+                                expiry.size()));
             }
             token.expires_at = std::chrono::system_clock::time_point(std::chrono::seconds(epoch));
         }

@@ -112,7 +112,11 @@ void read_alt_names(X509* cert, peer_certificate& out) {
     for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
         const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
         if (name->type == GEN_DNS) {
-            out.dns_names.push_back(utf8_of(name->d.dNSName));
+            // Only names that read as host names go into messages: the server chose these
+            // bytes (control characters, escape sequences); the others are left out.
+            std::string dns = utf8_of(name->d.dNSName);
+            if (looks_like_host_name(dns))
+                out.dns_names.push_back(std::move(dns));
         } else if (name->type == GEN_IPADD) {
             const int size = ASN1_STRING_length(name->d.iPAddress);
             const unsigned char* bytes = ASN1_STRING_get0_data(name->d.iPAddress);
@@ -182,6 +186,11 @@ std::vector<std::string> peer_certificate::host_names() const {
 
 std::optional<peer_certificate> fetch_peer_certificate(const connect_options& opts,
                                                        steady::time_point deadline) {
+    // Leaves OpenSSL's per-thread error queue empty on every way out, so that libmariadb does
+    // not report one of these errors for a later failure of its own on this thread.
+    struct clear_openssl_errors {
+        ~clear_openssl_errors() { ERR_clear_error(); }
+    } const clear_errors;
     const greeted_socket server = connect_and_greet(opts, deadline);
     if (!server || (server.capabilities() & client_ssl) == 0 ||
         !send_ssl_request(server.fd(), deadline))

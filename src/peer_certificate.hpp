@@ -16,7 +16,7 @@ struct peer_certificate {
     std::string subject;                   ///< RFC 2253, e.g. "CN=p:i,O=Google\, Inc,C=US"
     std::string issuer;                    ///< RFC 2253
     std::string common_name;               ///< the subject's CN, empty when it has none
-    std::vector<std::string> dns_names;    ///< subject alternative names of type DNS
+    std::vector<std::string> dns_names;    ///< DNS subject alternative names that read as hosts
     std::vector<std::string> ip_addresses; ///< subject alternative names of type IP
 
     /// The names a host-name check (VERIFY_IDENTITY) matches against: the DNS and IP

@@ -141,10 +141,20 @@ TEST_CASE("command_token_provider reads a token and an optional expiry from a co
         const auto silent = cloudmysql::command_token_provider("silent", "true");
         CHECK_THROWS_WITH_AS(silent(), "its command printed no token", std::runtime_error);
         const auto garbled = cloudmysql::command_token_provider("garbled", "echo tok soon");
-        CHECK_THROWS_WITH_AS(
-            garbled(),
-            "its command's second word 'soon' is not an expiry in seconds since the epoch",
-            std::runtime_error);
+        CHECK_THROWS_WITH_AS(garbled(),
+                             "its command's second word (4 characters) is not an expiry in "
+                             "seconds since the epoch: print the token, then optionally the "
+                             "expiry",
+                             std::runtime_error);
+        // "Bearer TOKEN": the second word is the token, and no message may show it.
+        const auto bearer =
+            cloudmysql::command_token_provider("bearer", "echo Bearer s3cret-token-value");
+        try {
+            bearer();
+            FAIL("a second word that is not an expiry must fail");
+        } catch (const std::runtime_error& e) {
+            CHECK(std::string(e.what()).find("s3cret-token-value") == std::string::npos);
+        }
     }
     CHECK_THROWS_AS(cloudmysql::command_token_provider("empty", ""), std::invalid_argument);
     CHECK_THROWS_AS(cloudmysql::command_token_provider("zero", "echo x", 0s),
