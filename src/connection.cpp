@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -230,12 +231,33 @@ bool apply_keepalive(MYSQL* mysql, const connect_options& opts, error_code& ec, 
 using steady = std::chrono::steady_clock;
 
 // The server's certificate, when a TCP connection of our own can fetch it by `deadline`
-// (error path only).
+// (error path only). Kept for 5 minutes per host and port: each fetch is a session that never
+// logs in, which MySQL counts against max_connect_errors, and a pool retrying against a
+// misconfigured CA would otherwise double them.
 std::optional<detail::peer_certificate> peer_certificate_of(const connect_options& opts,
                                                             steady::time_point deadline) {
     if (!opts.unix_socket.empty() || opts.host.empty() || deadline <= steady::now())
         return std::nullopt;
-    return detail::fetch_peer_certificate(opts, deadline);
+    struct fetched {
+        steady::time_point at;
+        std::optional<detail::peer_certificate> certificate;
+    };
+    static std::mutex mutex;
+    static std::map<std::string, fetched> recent;
+    constexpr auto keep_for = std::chrono::minutes(5);
+    const std::string key = fmt::format("{}:{}", opts.host, opts.port);
+    {
+        const std::lock_guard lock(mutex);
+        const auto it = recent.find(key);
+        if (it != recent.end() && steady::now() - it->second.at < keep_for)
+            return it->second.certificate;
+    }
+    auto certificate = detail::fetch_peer_certificate(opts, deadline);
+    const std::lock_guard lock(mutex);
+    if (recent.size() >= 64)
+        recent.clear();
+    recent.insert_or_assign(key, fetched{steady::now(), certificate});
+    return certificate;
 }
 
 // VERIFY_IDENTITY refused the certificate's names: say what it names and which mode fits.

@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -208,6 +209,30 @@ TEST_CASE("a CA that did not sign the certificate fails with the ssl-ca hint") {
         try_connect(options_for(style::cloudsql, tls_mode::required, "other-ca.pem"));
     REQUIRE(ec);
     CHECK(contains(diag.client_message(), "does not chain to a trusted root"));
+}
+
+TEST_CASE("repeated verification failures fetch the certificate once, not once each") {
+    // Each fetch is a session that never logs in: MySQL counts those against
+    // max_connect_errors, so a pool retrying against a wrong CA must not double them.
+    connection root(cloudsql_server().root_options());
+    const auto connections = [&] {
+        return root
+            .query("SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.GLOBAL_STATUS "
+                   "WHERE VARIABLE_NAME = 'CONNECTIONS'")[0]
+            .get<std::int64_t>(0);
+    };
+    const connect_options opts = options_for(style::cloudsql, tls_mode::verify_identity, "ca.pem");
+    const auto hint_of = [&] {
+        const auto [ec, diag] = try_connect(opts);
+        REQUIRE(ec);
+        return diag.client_message();
+    };
+    const std::string first = hint_of(); // may fetch, if no earlier test case did
+    const std::int64_t before = connections();
+    for (int i = 0; i < 3; ++i)
+        CHECK(hint_of() == first);      // the same hint, from the certificate kept
+    CHECK(connections() - before == 3); // the three attempts, no fetch
+    CHECK(contains(first, "names no host"));
 }
 
 TEST_CASE("a CA file holding several roots, the right one not first, verifies") {
