@@ -422,7 +422,7 @@ private:
         // Wakes the timer (thread, or timer on the executor) when something is due before what
         // it waits for.
         void poke_timer(time_point when) {
-            if (manual_ || when >= timer_target_)
+            if (manual_ || stopping_ || when >= timer_target_)
                 return;
             timer_target_ = when;
             if (timer_)
