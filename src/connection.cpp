@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -222,9 +223,16 @@ bool apply_keepalive(MYSQL* mysql, const connect_options& opts, error_code& ec, 
     const tcp_keepalive& k = opts.keepalive;
     if (!k.enabled)
         return set(SOL_SOCKET, SO_KEEPALIVE, 0, "SO_KEEPALIVE");
+    // Keepalive ends a silent path while nothing is unacknowledged; TCP_USER_TIMEOUT ends it
+    // while a request is, with the same limit (and takes over keepalive's count: tcp(7)).
+    // In milliseconds, an int: the largest settings (32767 s x 127) would overflow it.
+    const auto user_timeout = std::min<std::chrono::milliseconds::rep>(
+        std::chrono::milliseconds(k.dead_path_limit()).count(), std::numeric_limits<int>::max());
     return set(IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(k.idle.count()), "TCP_KEEPIDLE") &&
            set(IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(k.interval.count()), "TCP_KEEPINTVL") &&
            set(IPPROTO_TCP, TCP_KEEPCNT, k.count, "TCP_KEEPCNT") &&
+           set(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(user_timeout),
+               "TCP_USER_TIMEOUT") &&
            set(SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
 }
 
@@ -653,6 +661,7 @@ void connection::connect(const connect_options& opts, error_code& ec, diagnostic
     if (!apply_keepalive(mysql, opts, ec, diag) || !run_init_statements(mysql, opts, ec, diag) ||
         !enable_state_tracking(*next, ec, diag))
         return;
+    next->socket = static_cast<int>(mysql_get_socket(mysql));
     impl_ = std::move(next);
 }
 
@@ -926,6 +935,11 @@ std::string connection::tls_cipher() const {
 
 error_class connection::fault() const noexcept {
     return impl_ ? *impl_->fault : error_class::none;
+}
+
+void connection::interrupt() const noexcept {
+    if (impl_ && impl_->socket >= 0)
+        ::shutdown(impl_->socket, SHUT_RDWR); // a blocked read returns at once: end of stream
 }
 
 std::optional<tcp_keepalive> connection::keepalive_in_effect() const {

@@ -718,10 +718,13 @@ TEST_CASE("keepalive: on by default, set in the URL, printed back, checked") {
     CHECK(defaults.keepalive.idle + defaults.keepalive.interval * defaults.keepalive.count < 240s);
     CHECK_FALSE(contains(defaults.to_url(), "keepalive"));
 
-    auto opts = connect_options::from_url("mysql://app@db.example.com/clinic?keepalive-idle=30&"
-                                          "keepalive-interval=5&keepalive-count=4");
-    CHECK(opts.keepalive == cloudmysql::tcp_keepalive{true, 30s, 5s, 4});
-    CHECK(contains(opts.to_url(), "keepalive-idle=30&keepalive-interval=5&keepalive-count=4"));
+    CHECK(defaults.keepalive.dead_path_limit() == 45s); // what the README promises
+
+    auto opts = connect_options::from_url("mysql://app@db.example.com/clinic?keepalive-idle=40&"
+                                          "keepalive-interval=7&keepalive-count=4");
+    CHECK(opts.keepalive == cloudmysql::tcp_keepalive{true, 40s, 7s, 4});
+    CHECK(opts.keepalive.dead_path_limit() == 68s);
+    CHECK(contains(opts.to_url(), "keepalive-idle=40&keepalive-interval=7&keepalive-count=4"));
     CHECK(connect_options::from_url(opts.to_url()).keepalive == opts.keepalive);
 
     for (const char* off : {"off", "OFF", "0", "false"}) {
