@@ -13,7 +13,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,16 +48,6 @@ std::string limit_text(std::chrono::milliseconds limit) {
     return fmt::format("{:g} s", static_cast<double>(limit.count()) / 1000.0);
 }
 
-std::string message_of(const std::exception_ptr& error) {
-    try {
-        std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-        return e.what();
-    } catch (...) {
-        return "it threw an exception that is not a std::exception";
-    }
-}
-
 // ---- the cache -------------------------------------------------------------------------------
 
 // One cache shared by every copy of the provider and by the fetch running for it. No lock is
@@ -70,7 +59,7 @@ struct token_cache : std::enable_shared_from_this<token_cache> {
         steady::time_point started;
         bool finished = false;
         std::optional<access_token> token; // set on success
-        std::exception_ptr error;          // set on failure
+        std::string error;                 // on failure: what the fetch's exception said
     };
 
     std::function<access_token()> fetch;
@@ -106,8 +95,10 @@ struct token_cache : std::enable_shared_from_this<token_cache> {
                 message += fmt::format("; the fetch before it failed: {}", last_failure);
             throw credential_timeout(message);
         }
-        if (f->error)
-            std::rethrow_exception(f->error);
+        // Each waiter gets an exception of its own: one object thrown on several threads would
+        // be shared by them.
+        if (!f->token)
+            throw std::runtime_error(f->error);
         return f->token->value;
     }
 
@@ -130,14 +121,17 @@ private:
 
     static void fly(const std::shared_ptr<token_cache>& self, const std::shared_ptr<flight>& f) {
         std::optional<access_token> fresh;
-        std::exception_ptr error;
+        std::string error;
         try {
             access_token t = self->fetch();
             if (t.value.empty())
-                throw std::runtime_error("it returned an empty token");
-            fresh = std::move(t);
+                error = "it returned an empty token";
+            else
+                fresh = std::move(t);
+        } catch (const std::exception& e) {
+            error = e.what();
         } catch (...) {
-            error = std::current_exception();
+            error = "it threw an exception that is not a std::exception";
         }
         {
             const std::lock_guard lock(self->mutex);
@@ -147,8 +141,8 @@ private:
                 self->last_failure.clear();
                 f->token = std::move(fresh);
             } else {
-                self->last_failure = message_of(error);
-                f->error = error;
+                self->last_failure = error;
+                f->error = std::move(error);
             }
             self->running.reset();
         }
@@ -535,7 +529,10 @@ std::string run_command(const std::string& command, std::chrono::milliseconds li
             out_open = drain(out_read.get(), output.out, false, command_output::max_output);
         if (err_at >= 0 && fds[err_at].revents != 0)
             err_open = drain(err_read.get(), output.error_tail, true, command_output::kept_error);
-        exited = exit_at >= 0 ? fds[exit_at].revents != 0 : process.exited();
+        if (exit_at < 0)
+            exited = process.exited();
+        else if (fds[exit_at].revents != 0)
+            exited = (fds[exit_at].revents & POLLIN) != 0 || process.exited();
     }
     if (!exited) {
         process.kill_and_reap();

@@ -119,8 +119,9 @@ struct token_cache_options {
 /// connect_timeout). When the deadline comes first, the caller gets the cached token if one is
 /// still unexpired (a refresh that is late costs nothing), else credential_timeout; the fetch
 /// goes on and its token is cached for the next caller. A fetch that throws (or returns an empty
-/// token) fails every caller still waiting for it with that error, and the next caller starts a
-/// new fetch; its message is repeated to callers that time out on that next fetch.
+/// token) fails every caller still waiting for it with a std::runtime_error carrying its
+/// what(), and the next caller starts a new fetch; that message is repeated to callers that
+/// time out on the next fetch.
 ///
 /// Lifetime: a running fetch owns the cache and `fetch` until it returns, even when every
 /// provider and caller is gone; whatever `fetch` refers to must live as long. A fetch that never
