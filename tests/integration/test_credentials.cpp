@@ -100,12 +100,15 @@ struct counted_password {
     }
 };
 
-// The TLS sandbox reached through a forwarder under VERIFY_CA, with a counted provider.
-connect_options verify_ca_through(const tcp_forwarder& relay, counted_password& source,
-                                  const std::string& name) {
+// The TLS sandbox reached through a forwarder (listening on `address`) under VERIFY_CA, with a
+// counted provider. Pins are kept per host and port: each test that must start without one
+// listens on a loopback address of its own, so that a port an earlier test used cannot bring
+// its pin along.
+connect_options verify_ca_through(const std::string& address, const tcp_forwarder& relay,
+                                  counted_password& source, const std::string& name) {
     connect_options opts = server_options();
     opts.tls_mode = tls_mode::verify_ca;
-    opts.host = "127.0.0.1";
+    opts.host = address;
     opts.port = relay.port();
     source.set(opts.password);
     opts.password.clear();
@@ -222,10 +225,10 @@ TEST_CASE("under VERIFY_CA, a path that strips TLS from the session carrying the
     // session goes to a server without TLS, whose app user has the token as its password: had
     // the token been sent, the login would succeed there.
     const connect_options plain = plain_server_options();
-    tcp_forwarder relay("127.0.0.1", server_options().host, server_options().port,
+    tcp_forwarder relay("127.0.0.3", server_options().host, server_options().port,
                         tcp_forwarder::mode::forward);
     counted_password source;
-    const connect_options opts = verify_ca_through(relay, source, "rotating-password");
+    const connect_options opts = verify_ca_through("127.0.0.3", relay, source, "rotating-password");
     source.set(plain.password);
     relay.set_target_after(1, plain.host, plain.port);
 
@@ -242,10 +245,10 @@ TEST_CASE("under VERIFY_CA, a path that strips TLS from the session carrying the
 TEST_CASE("under VERIFY_CA, a server that stops offering TLS gets no token, with the pin or "
           "without") {
     const connect_options plain = plain_server_options();
-    tcp_forwarder relay("127.0.0.1", server_options().host, server_options().port,
+    tcp_forwarder relay("127.0.0.4", server_options().host, server_options().port,
                         tcp_forwarder::mode::forward);
     counted_password source;
-    const connect_options opts = verify_ca_through(relay, source, "rotating-password");
+    const connect_options opts = verify_ca_through("127.0.0.4", relay, source, "rotating-password");
     {
         connection conn(opts); // reads and pins the certificate
         CHECK_FALSE(conn.tls_cipher().empty());
@@ -275,9 +278,9 @@ TEST_CASE("under VERIFY_CA, one connect_timeout covers the look at the certifica
           "login") {
     // A path that accepts connections and never answers: the look at the certificate takes the
     // whole connect_timeout, and no second connection follows it.
-    tcp_forwarder dead_path("127.0.0.1", "127.0.0.1", 0, tcp_forwarder::mode::blackhole);
+    tcp_forwarder dead_path("127.0.0.5", "127.0.0.1", 0, tcp_forwarder::mode::blackhole);
     counted_password source;
-    connect_options opts = verify_ca_through(dead_path, source, "rotating-password");
+    connect_options opts = verify_ca_through("127.0.0.5", dead_path, source, "rotating-password");
     opts.connect_timeout = 1s;
     const auto [ec, diag] = try_connect(opts);
     REQUIRE(ec);
@@ -290,10 +293,10 @@ TEST_CASE("under VERIFY_CA, one connect_timeout covers the look at the certifica
 }
 
 TEST_CASE("under VERIFY_CA, when the certificate cannot be read first, nothing is sent") {
-    tcp_forwarder relay("127.0.0.1", server_options().host, server_options().port,
+    tcp_forwarder relay("127.0.0.6", server_options().host, server_options().port,
                         tcp_forwarder::mode::forward);
     counted_password source;
-    const connect_options opts = verify_ca_through(relay, source, "rotating-password");
+    const connect_options opts = verify_ca_through("127.0.0.6", relay, source, "rotating-password");
     relay.close_next(1); // the look at the certificate finds the connection closed
 
     const auto [ec, diag] = try_connect(opts);
