@@ -1,5 +1,7 @@
 // Migrations as values: SQL normalisation and checksums, the destructive-statement rule, and
 // postconditions checked in information_schema.
+#include "sql_text.hpp"
+
 #include <cloudmysql/connection.hpp>
 #include <cloudmysql/migration.hpp>
 
@@ -120,17 +122,14 @@ std::string quote_identifier(std::string_view name) {
     return out;
 }
 
-// ---- Tokens of a normalised statement ------------------------------------------------------
+} // namespace
 
-struct token {
-    enum class type { word, identifier, string, symbol };
-    type what = type::symbol;
-    std::string text; ///< word as written; identifier unquoted; string with its quotes; symbol
-};
+// ---- Tokens of a normalised statement (detail: sql_text.hpp, for the fuzz targets) ---------
 
-// Splits a normalised statement into words, `identifiers`, 'strings' and one-character symbols.
-// The markers of executable comments are dropped and their content tokenised: it is code.
-std::vector<token> tokenize(std::string_view s) {
+namespace detail {
+
+std::vector<sql_token> tokenize(std::string_view s) {
+    using token = sql_token;
     std::vector<token> out;
     bool in_executable_comment = false;
     std::size_t i = 0;
@@ -167,6 +166,13 @@ std::vector<token> tokenize(std::string_view s) {
     }
     return out;
 }
+
+} // namespace detail
+
+namespace {
+
+using detail::tokenize;
+using token = detail::sql_token;
 
 // The top-level comma-separated parts of a token range (commas inside parentheses belong to
 // their part).
