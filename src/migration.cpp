@@ -145,6 +145,10 @@ std::vector<sql_token> tokenize(std::string_view s) {
         } else if (in_executable_comment && starts_with_at(s, i, "*/")) {
             i += 2;
             in_executable_comment = false;
+        } else if (!in_executable_comment && starts_with_at(s, i, "/*")) {
+            // A comment left in a normal form ("5--/**/1"): it separates, like a blank.
+            const std::size_t close = s.find("*/", i + 2);
+            i = close == std::string_view::npos ? s.size() : close + 2;
         } else if (c == '\'' || c == '"' || c == '`') {
             const std::size_t end = skip_quoted(s, i);
             const std::string_view quoted = s.substr(i, end - i);
@@ -534,11 +538,20 @@ std::string normalize_sql(const std::string& sql) {
     // Whitespace after '(', before ')' and around ',' never matters, and "CREATE TABLE t (\n
     // id INT,\n ...\n)" is the commonest reformatting: it goes. Elsewhere a run becomes one
     // space (it may matter there: "COUNT (*)" is not "COUNT(*)").
+    //
+    // "--" followed by a blank or the end of the text starts a comment, so where a removed
+    // comment or a dropped ';' would leave "--" (two minus signs in the input, "5--/**/1" or
+    // "5--;") followed by a blank or the end, an empty comment keeps them apart instead:
+    // "5--/**/1". Otherwise the normal form would turn code into a comment, and normalizing it
+    // again would change it.
+    const auto ends_with_dashes = [&] {
+        return out.size() >= protected_length + 2 && out.ends_with("--");
+    };
     const auto emit = [&](std::string_view piece, bool verbatim) {
         const bool space_is_noise = out.empty() || out.back() == '(' || out.back() == ',' ||
                                     piece.front() == ')' || piece.front() == ',';
         if (pending_space && !space_is_noise)
-            out += ' ';
+            out += ends_with_dashes() ? "/**/" : " ";
         pending_space = false;
         out += piece;
         if (verbatim)
@@ -575,6 +588,8 @@ std::string normalize_sql(const std::string& sql) {
     }
     while (out.size() > protected_length && (out.back() == ';' || out.back() == ' '))
         out.pop_back();
+    if (ends_with_dashes())
+        out += "/**/";
     return out;
 }
 

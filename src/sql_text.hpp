@@ -23,8 +23,9 @@ struct sql_token {
 
 /// Splits a normalised statement into words, `identifiers`, 'strings' and one-character
 /// symbols. The markers of executable comments (/*! and /*M!, with their version digits, and
-/// their */) are dropped and their content tokenised: it is code. Whitespace separates tokens
-/// and is dropped; an unterminated quote runs to the end. Never throws but std::bad_alloc.
+/// their */) are dropped and their content tokenised: it is code. Whitespace and the empty
+/// comments that a normal form may hold ("5--/**/1") separate tokens and are dropped; an
+/// unterminated quote runs to the end. Never throws but std::bad_alloc.
 std::vector<sql_token> tokenize(std::string_view normalized);
 
 } // namespace cloudmysql::detail
