@@ -259,12 +259,14 @@ public:
             accept("NOWAIT");
     }
 
-    /// A name: a bare word or a `quoted` identifier.
+    /// A name: a bare word or a `quoted` identifier. Not a blank one ("` `"): no server takes
+    /// it, and a postcondition cannot name it.
     std::optional<std::string> identifier() {
         if (at_end())
             return std::nullopt;
         const token& t = tokens_[pos_];
-        if ((t.what != token::type::word && t.what != token::type::identifier) || t.text.empty())
+        if ((t.what != token::type::word && t.what != token::type::identifier) ||
+            trim(t.text).empty())
             return std::nullopt;
         ++pos_;
         return t.text;
