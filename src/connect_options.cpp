@@ -473,11 +473,14 @@ void parse_host(const url_text& u, std::string_view hostport, connect_options& o
     std::string_view host = hostport.substr(0, colon);
     auto bad = std::find_if_not(host.begin(), host.end(), is_host_char);
     if (bad != host.end()) {
+        // A byte of a multi-byte character or a '%' escape is named by its value.
+        auto byte = static_cast<unsigned char>(*bad);
+        std::string what = byte >= 0x20 && byte < 0x7f ? fmt::format("'{}'", *bad)
+                                                       : fmt::format("byte 0x{:02X}", byte);
         u.fail(fmt::format("host{} contains {}; expected a DNS name or IPv4 address (letters, "
                            "digits, '-', '.', '_') or an IPv6 address in brackets",
                            u.quote(host),
-                           u.quotable(host) ? fmt::format("'{}'", *bad)
-                                            : std::string("a character a host name cannot have")));
+                           u.quotable(host) ? what : "a character a host name cannot have"));
     }
     if (host.size() > max_host_chars) {
         u.fail(fmt::format("host is {} characters long; a DNS name has at most {}", host.size(),

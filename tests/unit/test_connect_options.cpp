@@ -598,6 +598,7 @@ TEST_CASE("plain mistakes keep their precise messages") {
              {"mysql://app:Pw5ecret@h/db%4", "database has an invalid percent-escape '%4'"},
              {"mysql://app:Pw5ecret@h/db\n", "control character 0x0A at position 25"},
              {"mysql://app:p%40ss@h:0/db", "port '0' is out of range"}, // encoded: no advice
+             {"mysql://app:Pw5ecret@caf\xC3\xA9/db", "host 'caf\xC3\xA9' contains byte 0xC3"},
          }) {
         CAPTURE(url);
         const std::string message = from_url_error(url);
