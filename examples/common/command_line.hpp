@@ -35,7 +35,8 @@ struct usage_error : std::invalid_argument {
     using std::invalid_argument::invalid_argument;
 };
 
-/// One program's options, declared with a help text each, then read from argv once.
+/// One program's options, declared with a help text each, then read from argv once. parse()
+/// writes the targets given to text(), number() and flag(): they must outlive it.
 class command_line {
 public:
     /// `program` starts every message; `synopsis` follows it on the usage line ("[--url URL]
