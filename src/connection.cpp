@@ -2,6 +2,7 @@
 #include "greeting.hpp"
 #include "mysql_glue.hpp"
 #include "peer_certificate.hpp"
+#include "sql_text.hpp"
 
 #include <cloudmysql/connection.hpp>
 #include <cloudmysql/transaction.hpp>
@@ -660,6 +661,11 @@ bool run_statement(MYSQL* mysql, std::string_view sql, std::string_view what, er
     return true;
 }
 
+} // namespace
+
+// In detail (sql_text.hpp), for the fuzz target tests/fuzz/fuzz_plain_select.cpp.
+namespace detail {
+
 // True when `sql` is a SELECT that reads and leaves nothing behind in the session: no user
 // variable ('@'), no INTO, no sequence (NEXT VALUE, NEXTVAL, LASTVAL, SETVAL), no comment
 // (which could hide executable text), and no function call but to the built-in functions and
@@ -740,6 +746,10 @@ bool plain_select(std::string_view sql) {
         ++first;
     return all.substr(first).starts_with("SELECT");
 }
+
+} // namespace detail
+
+namespace {
 
 bool run_init_statements(MYSQL* mysql, const connect_options& opts, error_code& ec,
                          diagnostics& diag) {
@@ -1003,7 +1013,7 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
     for (int attempt = 0;; ++attempt) {
         auto it = cache.find(sql);
         if (it == cache.end()) {
-            const bool plain = plain_select(sql);
+            const bool plain = detail::plain_select(sql);
             statement stmt = prepare_statement(*impl_, sql, ec, diag);
             if (ec) {
                 impl_->dirty = true;

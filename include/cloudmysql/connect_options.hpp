@@ -103,12 +103,18 @@ struct connect_options {
     /// ([::1]:3306). Parameters: ssl-mode (DISABLED, PREFERRED, REQUIRED, VERIFY_CA,
     /// VERIFY_IDENTITY), ssl-ca, connect-timeout, read-timeout, write-timeout (seconds), socket,
     /// keepalive (on/off), keepalive-idle, keepalive-interval (seconds), keepalive-count.
-    /// Throws std::invalid_argument naming the part that is wrong; the message never contains
-    /// the password.
+    ///
+    /// Throws std::invalid_argument naming the part that is wrong. The message never quotes
+    /// any text that comes before the URL's last '@': all of it may be the user name or
+    /// password (with an unencoded '@' in the password, the user meant a later '@' than the
+    /// parser took), so "port '99999' is out of range" becomes "port is out of range" there.
+    /// When that text holds '@', '/', '?', '#', a second ':' or a '%' that starts no escape,
+    /// the message says to percent-encode them (%40, %2F, %3F, %3A, %23, %25).
     static connect_options from_url(std::string_view url);
 
     /// Reads a URL from the environment variable `name`. Returns nullopt when it is unset or
-    /// empty; throws std::invalid_argument (naming the variable) when it does not parse.
+    /// empty; throws std::invalid_argument (naming the variable, then from_url()'s message,
+    /// under the same rule) when it does not parse.
     static std::optional<connect_options> from_env(const char* name = "CLOUDMYSQL_URL");
 
     /// The options as a URL with the password replaced by "****" (safe to log).
