@@ -6,6 +6,7 @@
 // The test starts a MariaDB of its own (it stops it), applies the clinic migrations there and
 // runs clinic_server as a child process with --port 0, reading the port from its first line.
 // No assertion depends on timing; waits are bounded loops.
+#include "clinic_server_child.hpp"
 #include "own_sandbox.hpp"
 #include "test_server.hpp"
 
@@ -13,226 +14,37 @@
 #include <cloudmysql/connection.hpp>
 #include <cloudmysql/migrator.hpp>
 
-// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
-#include <utility>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
-
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <exception>
-#include <fstream>
-#include <functional>
 #include <mutex>
 #include <optional>
-#include <poll.h>
 #include <regex>
-#include <spawn.h>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 #include <vector>
-
-extern char** environ;
 
 namespace {
 
-namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using namespace std::chrono_literals;
-
-bool contains(std::string_view text, std::string_view part) {
-    return text.find(part) != std::string_view::npos;
-}
+using cloudmysql::test::contains;
+using cloudmysql::test::request;
+using cloudmysql::test::request_until;
+using cloudmysql::test::web_server;
 
 std::size_t count(std::string_view text, std::string_view part) {
     std::size_t n = 0;
     for (auto at = text.find(part); at != std::string_view::npos; at = text.find(part, at + 1))
         ++n;
     return n;
-}
-
-// A child process's exit: its code, or -1 when a signal ended it.
-int exit_code(int status) {
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// Runs `argv` with `env`, stdout into `stdout_fd` when given, no other descriptor of ours (the
-// servers must not inherit the test's sockets and keep them open).
-pid_t spawn(std::vector<std::string> args, const std::vector<std::string>& env,
-            std::optional<int> stdout_fd = std::nullopt) {
-    std::vector<char*> argv;
-    for (auto& a : args)
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_copy = env;
-    std::vector<char*> envp;
-    for (auto& e : env_copy)
-        envp.push_back(e.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    if (stdout_fd)
-        posix_spawn_file_actions_adddup2(&actions, *stdout_fd, STDOUT_FILENO);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    pid_t pid = 0;
-    const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0)
-        throw std::runtime_error(fmt::format("cannot run {}: {}", args[0], std::strerror(rc)));
-    return pid;
-}
-
-std::vector<std::string> environment() {
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e)
-        env.emplace_back(*e);
-    return env;
-}
-
-int wait_for(pid_t pid) {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return exit_code(status);
-}
-
-/// clinic_server as a child process on a port the system picked. Killed if still running when
-/// the guard goes (a failed test).
-class web_server {
-public:
-    web_server(const std::string& database_url, std::vector<std::string> options) {
-        int fds[2];
-        if (::pipe(fds) != 0)
-            throw std::runtime_error("pipe failed");
-        out_ = fds[0];
-        auto env = environment();
-        std::erase_if(env, [](const std::string& e) { return e.starts_with("CLOUDMYSQL_URL="); });
-        env.push_back("CLOUDMYSQL_URL=" + database_url);
-        options.insert(options.begin(), {CLOUDMYSQL_CLINIC_SERVER, "--port", "0"});
-        pid_ = spawn(std::move(options), env, fds[1]);
-        ::close(fds[1]);
-
-        // The first line: "listening on http://127.0.0.1:PORT/".
-        std::string line;
-        const auto deadline = std::chrono::steady_clock::now() + 60s;
-        while (!contains(line, "\n") && std::chrono::steady_clock::now() < deadline) {
-            pollfd p{out_, POLLIN, 0};
-            if (::poll(&p, 1, 100) <= 0)
-                continue;
-            char chunk[256];
-            const auto n = ::read(out_, chunk, sizeof chunk);
-            if (n <= 0)
-                break; // it exited
-            line.append(chunk, static_cast<std::size_t>(n));
-        }
-        static const std::regex listening(R"(^listening on http://127\.0\.0\.1:(\d+)/\n)");
-        std::smatch m;
-        if (!std::regex_search(line, m, listening))
-            throw std::runtime_error("clinic_server did not say where it listens; it printed: " +
-                                     line);
-        port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
-    }
-    web_server(const web_server&) = delete;
-    web_server& operator=(const web_server&) = delete;
-    ~web_server() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            wait_for(pid_);
-        }
-        ::close(out_);
-    }
-
-    std::uint16_t port() const { return port_; }
-    bool running() const { return ::waitpid(pid_, nullptr, WNOHANG) == 0; }
-
-    /// Sends `signal` and waits (bounded) for the exit; the exit code, or nothing on a hang.
-    std::optional<int> stop(int signal) {
-        ::kill(pid_, signal);
-        for (int i = 0; i < 600; ++i) {
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                return exit_code(status);
-            }
-            std::this_thread::sleep_for(50ms);
-        }
-        return std::nullopt;
-    }
-
-private:
-    pid_t pid_ = -1;
-    int out_ = -1;
-    std::uint16_t port_ = 0;
-};
-
-struct reply {
-    unsigned status = 0;
-    std::string content_type;
-    std::string body;
-};
-
-/// One HTTP/1.1 request on a connection of its own.
-reply request(std::uint16_t port, const std::string& target, http::verb verb = http::verb::get) {
-    asio::io_context io;
-    reply out;
-    std::exception_ptr failure;
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            boost::beast::tcp_stream stream(co_await asio::this_coro::executor);
-            stream.expires_after(60s); // against a hang; the server answers within seconds
-            co_await stream.async_connect({asio::ip::address_v4::loopback(), port},
-                                          asio::use_awaitable);
-            http::request<http::empty_body> req(verb, target, 11);
-            req.set(http::field::host, "127.0.0.1");
-            req.keep_alive(false);
-            co_await http::async_write(stream, req, asio::use_awaitable);
-            boost::beast::flat_buffer buffer;
-            http::response<http::string_body> res;
-            co_await http::async_read(stream, buffer, res, asio::use_awaitable);
-            out.status = res.result_int();
-            out.content_type = std::string(res[http::field::content_type]);
-            out.body = std::move(res.body());
-        },
-        [&](std::exception_ptr e) { failure = e; });
-    io.run();
-    if (failure)
-        std::rethrow_exception(failure);
-    return out;
-}
-
-/// Asks for `target` until the status is `wanted` (up to `tries` times, 200 ms apart).
-reply request_until(std::uint16_t port, const std::string& target, unsigned wanted,
-                    int tries = 150) {
-    reply r;
-    for (int i = 0; i < tries; ++i) {
-        r = request(port, target);
-        if (r.status == wanted)
-            break;
-        std::this_thread::sleep_for(200ms);
-    }
-    return r;
 }
 
 std::optional<std::int64_t> next_of(const std::string& json) {
