@@ -38,7 +38,7 @@
 // usage or configuration error.
 #include "clinic_server/connections.hpp"
 #include "clinic_server/database.hpp"
-#include "common/cli_errors.hpp"
+#include "common/command_line.hpp"
 
 #include <cloudmysql/pool.hpp>
 
@@ -61,8 +61,6 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
-using cloudmysql_examples::parse_integer;
-using cloudmysql_examples::parse_seconds;
 
 struct settings {
     std::uint16_t port = 8080;
@@ -72,51 +70,40 @@ struct settings {
     clinic_server::connection_settings clients;
 };
 
-std::chrono::steady_clock::duration seconds(double s) {
-    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(s));
-}
-
 // The command line into `s`; the exit code when the program should stop now (--help, a usage
 // error).
 std::optional<int> parse(int argc, char** argv, settings& s) {
-    CLI::App app("A web front end to the clinic database (CLOUDMYSQL_URL names it).",
-                 "clinic_server");
-    std::string port = "8080", threads = "2", pool_size = "8", per_request = "0";
-    std::string max_connections = "1000", max_body = "8192", header_timeout = "10",
-                body_timeout = "10", idle_timeout = "30", write_timeout = "10";
-    const auto add = [&](const char* name, std::string& value, const char* what) {
-        app.add_option(name, value, what)
-            ->type_name("")
-            ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-    };
-    add("--port", port, "TCP port on 127.0.0.1, 0 for any free one (default 8080)");
-    add("--threads", threads, "I/O threads, 1 to 256 (default 2)");
-    add("--pool-size", pool_size, "database connections, 1 to 10000 (default 8)");
-    add("--connect-per-request", per_request,
-        "1: a new session per request instead of the pool (default 0)");
-    add("--max-connections", max_connections,
-        "client connections at once; beyond, 503 (default 1000, lowered to fit ulimit -n)");
-    add("--max-body", max_body, "bytes of request body; beyond, 413 (default 8192)");
-    add("--header-timeout", header_timeout,
-        "seconds from a request's first byte to its last header field (default 10)");
-    add("--body-timeout", body_timeout, "seconds for a request's body (default 10)");
-    add("--idle-timeout", idle_timeout, "seconds a kept-alive connection may idle (default 30)");
-    add("--write-timeout", write_timeout, "seconds to write an answer (default 10)");
-    return cloudmysql_examples::parse_command_line(app, argc, argv, [&] {
-        s.port = parse_integer<std::uint16_t>("--port", port, 0, 65535);
-        s.threads = parse_integer("--threads", threads, 1, 256);
-        s.pool_size = parse_integer<std::size_t>("--pool-size", pool_size, 1, 10000);
-        s.connect_per_request = parse_integer("--connect-per-request", per_request, 0, 1) == 1;
-        s.clients.max_connections =
-            parse_integer<std::size_t>("--max-connections", max_connections, 1, 1000000);
-        s.clients.limits.body_bytes =
-            parse_integer<std::uint64_t>("--max-body", max_body, 0, 1 << 30);
-        s.clients.header_timeout = seconds(parse_seconds("--header-timeout", header_timeout, 3600));
-        s.clients.body_timeout = seconds(parse_seconds("--body-timeout", body_timeout, 3600));
-        s.clients.idle_timeout = seconds(parse_seconds("--idle-timeout", idle_timeout, 3600));
-        s.clients.write_timeout = seconds(parse_seconds("--write-timeout", write_timeout, 3600));
-    });
+    cloudmysql_examples::command_line cl(
+        "clinic_server", "[OPTIONS]", "A web front end to the clinic database.",
+        "The database comes from CLOUDMYSQL_URL=mysql://USER:PASSWORD@HOST[:PORT]/DATABASE\n"
+        "Exit codes: 0 stopped by SIGINT/SIGTERM, 1 failed, 2 bad usage or configuration.");
+    cl.number("--port", s.port, 0, 65535,
+              "TCP port on 127.0.0.1, 0 for any free one (default 8080)");
+    cl.number("--threads", s.threads, 1, 256, "I/O threads (default 2)");
+    cl.number("--pool-size", s.pool_size, 1, 10000, "database connections (default 8)");
+    int per_request = 0;
+    cl.number("--connect-per-request", per_request, 0, 1,
+              "1: a new session per request instead of the pool (a baseline; default 0)", "0|1");
+    cl.number("--max-connections", s.clients.max_connections, 1, 1000000,
+              "client connections at once; beyond, 503 (default 1000, lowered to fit ulimit -n)");
+    cl.number("--max-body", s.clients.limits.body_bytes, 0, 1 << 30,
+              "bytes of request body; beyond, 413 (default 8192)");
+    cl.seconds("--header-timeout", s.clients.header_timeout, 3600,
+               "from a request's first byte to its last header field (default 10)");
+    cl.seconds("--body-timeout", s.clients.body_timeout, 3600, "for a request's body (default 10)");
+    cl.seconds("--idle-timeout", s.clients.idle_timeout, 3600,
+               "a kept-alive connection may idle (default 30)");
+    cl.seconds("--write-timeout", s.clients.write_timeout, 3600, "to write an answer (default 10)");
+    try {
+        if (!cl.parse(argc, argv))
+            return 0; // --help
+        cl.allow_positionals(0, "options only");
+        s.connect_per_request = per_request == 1;
+    } catch (const cloudmysql_examples::usage_error& e) {
+        fmt::print(stderr, "clinic_server: {}\n{}\n", e.what(), cl.short_usage());
+        return 2;
+    }
+    return std::nullopt;
 }
 
 } // namespace

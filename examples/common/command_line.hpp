@@ -13,6 +13,8 @@
 
 #include <cctype>
 #include <charconv>
+#include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -75,6 +77,30 @@ public:
                 target = static_cast<Number>(n);
             else
                 target = n;
+        };
+    }
+
+    /// `--name S`: seconds, more than 0 and at most `max`, decimals allowed (`0.5`). `target` is
+    /// left as it is when the option is absent.
+    template <class Rep, class Period>
+    void seconds(const std::string& name, std::chrono::duration<Rep, Period>& target, double max,
+                 const std::string& help, const std::string& value_name = "SECONDS") {
+        auto& text = numbers_.emplace_back();
+        app_.add_option(name, text.value, help)
+            ->type_name(value_name)
+            ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+        text.convert = [this, name, &target, &text, max] {
+            if (app_.count(name) == 0)
+                return;
+            double value = 0;
+            const std::string_view v = text.value;
+            const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+            if (v.empty() || ec != std::errc() || end != v.data() + v.size() ||
+                !std::isfinite(value) || value <= 0 || value > max)
+                throw usage_error(fmt::format(
+                    "{} needs seconds, more than 0 and at most {} (e.g. 10 or 0.5)", name, max));
+            target = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(
+                std::chrono::duration<double>(value));
         };
     }
 
