@@ -285,9 +285,11 @@ int run(int argc, char** argv, bool as_json) {
             d = deployment_of(cl);
             verdict = cloudmysql::check_deployment(report, *d);
         }
+        // Not `"," + verdict_json(...)`: prepending to a temporary string makes GCC 12 at -O3
+        // warn that the copy may overlap (-Wrestrict, a false positive: GCC bug 105651).
         if (cl.json)
-            fmt::print("{{{}{}}}\n", report_json(opts, report),
-                       verdict ? "," + verdict_json(*d, *verdict) : std::string());
+            fmt::print("{{{}{}{}}}\n", report_json(opts, report), verdict ? "," : "",
+                       verdict ? verdict_json(*d, *verdict) : std::string());
         else {
             print_report(opts, report);
             if (verdict)

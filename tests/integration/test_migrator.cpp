@@ -67,10 +67,7 @@ bool contains(std::string_view text, std::string_view part) {
 
 // "1 2 3": versions as doctest can print them.
 std::string list(const std::vector<std::uint64_t>& versions) {
-    std::string out;
-    for (auto v : versions)
-        out += (out.empty() ? "" : " ") + std::to_string(v);
-    return out;
+    return fmt::format("{}", fmt::join(versions, " "));
 }
 
 migration make_migration(std::uint64_t version, std::string name, std::vector<migration_step> up,
@@ -125,7 +122,7 @@ std::string snapshot(const connect_options& target) {
         for (const auto& r : conn.query(fmt::format("SELECT * FROM `{}`", t))) {
             std::string line = "row " + t;
             for (const auto& v : r.values())
-                line += " " + to_display_string(v);
+                line.append(" ").append(to_display_string(v));
             lines.push_back(std::move(line));
         }
     std::sort(lines.begin(), lines.end());
