@@ -977,10 +977,19 @@ void transaction::commit() {
     throw_on_error(ec, diag);
 }
 
+// After COMMIT or ROLLBACK: the guard is done when the statement succeeded, or when the
+// session is gone (the server rolls back the open transaction of a session that ends; a COMMIT
+// lost on the way may have committed or not). A statement that failed on a live session
+// leaves the transaction open there, so the guard stays active and its destructor tries
+// ROLLBACK again.
+void transaction::note_end(const error_code& ec) noexcept {
+    if (!ec || !conn_.is_open() || conn_.fault() == error_class::connection_lost)
+        active_ = false;
+}
+
 void transaction::commit(error_code& ec, diagnostics& diag) {
     conn_.query("COMMIT", ec, diag);
-    if (!ec)
-        active_ = false;
+    note_end(ec);
 }
 
 void transaction::rollback() {
@@ -992,7 +1001,7 @@ void transaction::rollback() {
 
 void transaction::rollback(error_code& ec, diagnostics& diag) {
     conn_.query("ROLLBACK", ec, diag);
-    active_ = false;
+    note_end(ec);
 }
 
 } // namespace cloudmysql

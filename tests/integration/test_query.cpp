@@ -286,6 +286,60 @@ TEST_CASE("a transaction guard rolls back unless committed") {
     CHECK(count_rows(conn, "t") == 1);
 }
 
+TEST_CASE("a rollback that fails with the session lost ends the guard: the server rolled back") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    connection other(db.options());
+    {
+        transaction tx(conn);
+        conn.execute("INSERT INTO t VALUES (?)", 1);
+        other.query(fmt::format("KILL CONNECTION {}", conn.connection_id()));
+
+        error_code ec;
+        diagnostics diag;
+        tx.rollback(ec, diag);
+        REQUIRE(ec);
+        CHECK(diag.error_class() == error_class::connection_lost);
+        CHECK(conn.fault() == error_class::connection_lost);
+        // The server ended the session, and with it the transaction: nothing is left to roll
+        // back, and the destructor does not try.
+        CHECK_FALSE(tx.active());
+    }
+    // Rolled back, not committed and not still open: the same key goes in from another
+    // session (an open transaction would hold its lock until innodb_lock_wait_timeout).
+    other.query("SET SESSION innodb_lock_wait_timeout = 10");
+    other.execute("INSERT INTO t VALUES (?)", 1);
+    CHECK(count_rows(other, "t") == 1);
+}
+
+TEST_CASE("a rollback that fails on a live session leaves the guard active, to be tried again") {
+    // An XA transaction started inside the guard (after a COMMIT) makes ROLLBACK fail with
+    // 1399 XAER_RMFAIL while the session, and the XA transaction's insert, are still there.
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    transaction tx(conn);
+    conn.query("COMMIT");
+    conn.query("XA START 'cloudmysql_test'");
+    conn.execute("INSERT INTO t VALUES (?)", 1);
+
+    error_code ec;
+    diagnostics diag;
+    tx.rollback(ec, diag);
+    CHECK(ec.value() == 1399);
+    CHECK(conn.fault() == error_class::none);
+    CHECK(tx.active()); // still open on the session: the guard must not claim otherwise
+    CHECK_THROWS_AS(tx.rollback(), database_error);
+    CHECK(tx.active());
+
+    conn.query("XA END 'cloudmysql_test'");
+    conn.query("XA ROLLBACK 'cloudmysql_test'");
+    tx.rollback(); // now it can
+    CHECK_FALSE(tx.active());
+    CHECK(count_rows(conn, "t") == 0);
+}
+
 TEST_CASE("reset clears the session and re-applies the init statements") {
     scratch_database db;
     connect_options opts = db.options();
