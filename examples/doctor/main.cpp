@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -206,6 +207,24 @@ std::string seconds_or(std::chrono::milliseconds d, std::string_view zero) {
                : fmt::format("{} s", std::chrono::duration_cast<std::chrono::seconds>(d).count());
 }
 
+// The library names a deployment's settings as its fields do (pool_size, idle_timeout, ...);
+// in what a failed check says to do, this program names its flags instead.
+std::string with_flags(std::string reason) {
+    static constexpr std::pair<std::string_view, std::string_view> flags[] = {
+        {"pool_size", "--pool-size"},
+        {"idle_timeout", "--idle-timeout"},
+        {"keepalive_interval", "--keepalive-interval"},
+        {"max_lifetime", "--max-lifetime"}};
+    const auto advice = reason.rfind(": "); // "the numbers: what to do"
+    if (advice == std::string::npos)
+        return reason;
+    for (const auto& [name, flag] : flags)
+        for (auto at = reason.find(name, advice); at != std::string::npos;
+             at = reason.find(name, at + flag.size()))
+            reason.replace(at, name.size(), flag);
+    return reason;
+}
+
 void print_verdict(const cloudmysql::deployment& d, const cloudmysql::deployment_verdict& v) {
     fmt::print("\ndeployment: {} instances × pool of {}, {} reserved, idle_timeout {}, "
                "keepalive_interval {}, max_lifetime {}\n",
@@ -213,7 +232,9 @@ void print_verdict(const cloudmysql::deployment& d, const cloudmysql::deployment
                seconds_or(d.idle_timeout, "none (kept forever)"),
                seconds_or(d.keepalive_interval, "none (off)"), seconds_or(d.max_lifetime, "none"));
     for (const auto& c : v.checks)
-        fmt::print("  {:<8} {:<21} {}\n", to_string(c.result), c.name, c.reason);
+        fmt::print("  {:<8} {:<21} {}\n", to_string(c.result), c.name,
+                   c.result == cloudmysql::deployment_check::outcome::fail ? with_flags(c.reason)
+                                                                           : c.reason);
     fmt::print("verdict: {}\n", v.passed() ? "pass" : "fail");
 }
 
