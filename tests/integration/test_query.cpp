@@ -376,6 +376,48 @@ TEST_CASE("reset clears the session and re-applies the init statements") {
     conn.ping(); // and the session itself is fine
 }
 
+TEST_CASE("the session state libmariadb reports drives needs_reset and the statement cache") {
+    scratch_database db;
+    scratch_database other;
+    for (const auto* d : {&db, &other}) {
+        connection c(d->options());
+        c.query("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    }
+    connection(other.options()).query("INSERT INTO t VALUES (1), (2)");
+
+    // The server offers session tracking and connect() asked for it: clean, and a plain SELECT
+    // keeps it clean.
+    connection conn(db.options());
+    CHECK_FALSE(conn.needs_reset());
+    CHECK(conn.execute("SELECT COUNT(*) FROM t")[0].get<int>(0) == 0);
+    CHECK_FALSE(conn.needs_reset());
+
+    // The statement cache follows the database the server reports (schema tracking): the same
+    // SQL after a USE reads the other database's table.
+    conn.query(fmt::format("USE `{}`", other.name()));
+    CHECK(conn.execute("SELECT COUNT(*) FROM t")[0].get<int>(0) == 2);
+
+    // With autocommit off, reading an InnoDB table opens a transaction: only the server's
+    // status flags say so, and the session then needs a reset.
+    connect_options no_autocommit = db.options();
+    no_autocommit.init_statements = {"SET autocommit = 0"};
+    connection in_transaction(no_autocommit);
+    CHECK_FALSE(in_transaction.needs_reset());
+    CHECK(in_transaction.execute("SELECT COUNT(*) FROM t")[0].get<int>(0) == 0);
+    CHECK(in_transaction.needs_reset());
+    CHECK(in_transaction.query("SELECT @@in_transaction")[0].get<int>(0) == 1);
+
+    // A prepared statement's warnings are its execution's; after close() it says it is gone.
+    CHECK(conn.execute("SELECT CAST(? AS UNSIGNED)", "x").warning_count() == 1);
+    CHECK(conn.execute("SELECT ? + 1", 1).warning_count() == 0);
+    statement stmt = conn.prepare("SELECT 1");
+    conn.close();
+    error_code ec;
+    diagnostics diag;
+    stmt.execute_span({}, ec, diag);
+    CHECK(ec == client_errc::statement_closed);
+}
+
 TEST_CASE("reset() restores the database the connection was opened with") {
     scratch_database db;
     connection conn(db.options());
