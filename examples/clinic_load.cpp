@@ -10,6 +10,8 @@
 //
 // The same seed gives the same data. Exit codes: 0 loaded, 1 failed (a batch that fails is
 // rolled back whole; earlier batches stay), 2 bad usage.
+#include "common/command_line.hpp"
+
 #include <cloudmysql/clinic/generator.hpp>
 #include <cloudmysql/clinic/schema.hpp>
 #include <cloudmysql/migrator.hpp>
@@ -19,7 +21,6 @@
 
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -32,41 +33,15 @@
 
 namespace {
 
-constexpr std::string_view usage =
-    "usage: clinic_load [--patients N] [--records-per-patient K] [--batch B] [--seed S]\n"
-    "  N patients (default 1000), K records each (default 3), B patients per transaction\n"
-    "  (1 to 10000, default 500), S the generator's seed (default 1). The server comes from\n"
-    "  CLOUDMYSQL_URL=mysql://USER:PASSWORD@HOST[:PORT]/DATABASE\n";
+using cloudmysql_examples::command_line;
 
-std::uint64_t number(std::string_view option, std::string_view text, std::uint64_t low,
-                     std::uint64_t high) {
-    std::uint64_t value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size() || value < low || value > high)
-        throw std::invalid_argument(fmt::format("{} wants a whole number from {} to {}, not '{}'",
-                                                option, low, high, text));
-    return value;
-}
-
-cloudmysql::clinic::load_options parse(int argc, char** argv) {
-    cloudmysql::clinic::load_options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (i + 1 >= argc)
-            throw std::invalid_argument(fmt::format("{} needs a value", arg));
-        const std::string_view value = argv[++i];
-        if (arg == "--patients")
-            o.patients = number(arg, value, 0, 100'000'000);
-        else if (arg == "--records-per-patient")
-            o.records_per_patient = number(arg, value, 0, 1000);
-        else if (arg == "--batch")
-            o.batch = number(arg, value, 1, 10000);
-        else if (arg == "--seed")
-            o.seed = number(arg, value, 0, std::numeric_limits<std::uint64_t>::max());
-        else
-            throw std::invalid_argument(fmt::format("unknown option '{}'", arg));
-    }
-    return o;
+void declare(command_line& cl, cloudmysql::clinic::load_options& o) {
+    cl.number("--patients", o.patients, 0, 100'000'000, "patients to generate (default 1000)");
+    cl.number("--records-per-patient", o.records_per_patient, 0, 1000,
+              "medical records per patient (default 3)", "K");
+    cl.number("--batch", o.batch, 1, 10000, "patients per transaction (default 500)", "B");
+    cl.number("--seed", o.seed, 0, std::numeric_limits<std::uint64_t>::max(),
+              "the generator's seed (default 1): the same seed gives the same data", "S");
 }
 
 // Whether the terminal's progress line waits for its newline.
@@ -88,16 +63,24 @@ std::string grouped(std::uint64_t n) {
 
 int main(int argc, char** argv) {
     cloudmysql::clinic::load_options load;
+    command_line cl("clinic_load", "[OPTIONS]",
+                    "clinic_load: fill the clinic schema with generated patients and medical "
+                    "records",
+                    "The server comes from CLOUDMYSQL_URL=mysql://USER:PASSWORD@HOST[:PORT]/"
+                    "DATABASE\nExit codes: 0 loaded, 1 failed, 2 bad usage.");
+    declare(cl, load);
     std::optional<cloudmysql::connect_options> url;
     try {
-        load = parse(argc, argv);
+        if (!cl.parse(argc, argv))
+            return 0; // --help
+        cl.allow_positionals(0, "options only");
         url = cloudmysql::connect_options::from_env();
         if (!url)
             throw std::invalid_argument("set CLOUDMYSQL_URL to mysql://USER:PASSWORD@HOST/DB");
         if (url->database.empty())
             throw std::invalid_argument("CLOUDMYSQL_URL names no database: add /DATABASE");
     } catch (const std::invalid_argument& e) {
-        fmt::print(stderr, "clinic_load: {}\n{}", e.what(), usage);
+        fmt::print(stderr, "clinic_load: {}\n{}\n", e.what(), cl.short_usage());
         return 2;
     }
 

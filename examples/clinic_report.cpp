@@ -9,13 +9,14 @@
 //   export CLOUDMYSQL_URL='mysql://app:secret@db.example.com/clinic'
 //   clinic_report --page-size 20 --pages 2
 //   clinic_report --all --html clinic.html
+#include "common/command_line.hpp"
+
 #include <cloudmysql/clinic/repository.hpp>
 #include <cloudmysql/value.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <fstream>
@@ -33,39 +34,16 @@ using table = std::vector<std::vector<std::string>>; // the first row holds the 
 
 struct settings {
     std::size_t page_size = 20;
-    std::size_t pages = 1; // 0: all
-    std::string html;      // empty: no HTML page
+    std::size_t pages = 1;
+    bool all = false;
+    std::string html; // empty: no HTML page
 };
 
-std::size_t number(std::string_view option, std::string_view text, std::size_t high) {
-    std::size_t n = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc{} || end != text.data() + text.size() || n < 1 || n > high)
-        throw std::invalid_argument(fmt::format("{} wants 1 to {}, not '{}'", option, high, text));
-    return n;
-}
-
-settings parse(int argc, char** argv) {
-    settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        const auto value = [&] {
-            if (i + 1 >= argc)
-                throw std::invalid_argument(fmt::format("{} needs a value", arg));
-            return std::string_view(argv[++i]);
-        };
-        if (arg == "--all")
-            s.pages = 0;
-        else if (arg == "--page-size")
-            s.page_size = number(arg, value(), 1000);
-        else if (arg == "--pages")
-            s.pages = number(arg, value(), 1'000'000);
-        else if (arg == "--html")
-            s.html = value();
-        else
-            throw std::invalid_argument(fmt::format("unknown option '{}'", arg));
-    }
-    return s;
+void declare(cloudmysql_examples::command_line& cl, settings& s) {
+    cl.number("--page-size", s.page_size, 1, 1000, "patients per page (default 20)");
+    cl.number("--pages", s.pages, 1, 1'000'000, "pages to show (default 1)", "P");
+    cl.flag("--all", s.all, "every page");
+    cl.text("--html", s.html, "also write the pages as one HTML page to FILE", "FILE");
 }
 
 // Columns on a terminal: one character of UTF-8 text is one code point, whatever its bytes.
@@ -125,15 +103,24 @@ std::string html_table(const table& t, std::string_view css_class, std::size_t s
 
 int main(int argc, char** argv) {
     settings s;
+    cloudmysql_examples::command_line cl(
+        "clinic_report", "[--page-size N] [--pages P | --all] [--html FILE]",
+        "clinic_report: the clinic's patients and their medical records, a page at a time",
+        "The server comes from CLOUDMYSQL_URL=mysql://USER:PASSWORD@HOST[:PORT]/DATABASE\n"
+        "Exit codes: 0 shown, 1 failed, 2 bad usage.");
+    declare(cl, s);
     std::optional<cloudmysql::connect_options> url;
     try {
-        s = parse(argc, argv);
+        if (!cl.parse(argc, argv))
+            return 0; // --help
+        cl.allow_positionals(0, "options only");
+        if (s.all)
+            s.pages = 0; // no limit
         url = cloudmysql::connect_options::from_env();
         if (!url)
             throw std::invalid_argument("set CLOUDMYSQL_URL to mysql://USER:PASSWORD@HOST/DB");
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "clinic_report: {}\n{}\n", e.what(),
-                   "usage: clinic_report [--page-size N] [--pages P | --all] [--html FILE]");
+    } catch (const std::invalid_argument& e) {
+        fmt::print(stderr, "clinic_report: {}\n{}\n", e.what(), cl.short_usage());
         return 2;
     }
 

@@ -9,6 +9,8 @@
 //
 // Stop the server while it runs: every acquire fails within acquire_timeout with a message,
 // and the pool recovers by itself when the server is back.
+#include "common/command_line.hpp"
+
 #include <cloudmysql/pool.hpp>
 
 #include <fmt/format.h>
@@ -33,25 +35,10 @@ struct settings {
     std::size_t size = 16;
 };
 
-settings parse(int argc, char** argv) {
-    settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (i + 1 >= argc)
-            throw std::invalid_argument(fmt::format("{} needs a value", arg));
-        const int value = std::stoi(argv[++i]);
-        if (value < 1)
-            throw std::invalid_argument(fmt::format("{} must be at least 1", arg));
-        if (arg == "--threads")
-            s.threads = value;
-        else if (arg == "--acquires")
-            s.acquires = value;
-        else if (arg == "--size")
-            s.size = static_cast<std::size_t>(value);
-        else
-            throw std::invalid_argument(fmt::format("unknown option {}", arg));
-    }
-    return s;
+void declare(cloudmysql_examples::command_line& cl, settings& s) {
+    cl.number("--threads", s.threads, 1, 10000, "threads that acquire (default 64)");
+    cl.number("--acquires", s.acquires, 1, 1'000'000, "acquires per thread (default 500)");
+    cl.number("--size", s.size, 1, 10000, "the pool's max_size (default 16)");
 }
 
 // Our user's sessions as the server counts them, through a connection outside the pool;
@@ -71,17 +58,21 @@ std::optional<int> server_sessions(cloudmysql::connection& monitor, const std::s
 
 int main(int argc, char** argv) {
     settings s;
+    cloudmysql_examples::command_line cl(
+        "pool_threads", "[--threads N] [--acquires N] [--size N]",
+        "pool_threads: many threads share one small pool",
+        "The server comes from CLOUDMYSQL_URL=mysql://USER:PASSWORD@HOST[:PORT]/DATABASE");
+    declare(cl, s);
     std::optional<cloudmysql::connect_options> url;
     try {
-        s = parse(argc, argv);
+        if (!cl.parse(argc, argv))
+            return 0; // --help
+        cl.allow_positionals(0, "options only");
         url = cloudmysql::connect_options::from_env();
         if (!url)
             throw std::invalid_argument("set CLOUDMYSQL_URL to mysql://USER:PASSWORD@HOST/DB");
-    } catch (const std::exception& e) {
-        fmt::print(stderr,
-                   "pool_threads: {}\n"
-                   "usage: pool_threads [--threads N] [--acquires N] [--size N]\n",
-                   e.what());
+    } catch (const std::invalid_argument& e) {
+        fmt::print(stderr, "pool_threads: {}\n{}\n", e.what(), cl.short_usage());
         return 2;
     }
 

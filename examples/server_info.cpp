@@ -5,9 +5,12 @@
 // and an error that says what to do.
 //
 //   server_info 'mysql://app:secret@db.example.com/clinic?ssl-mode=VERIFY_IDENTITY'
+//   server_info --url='mysql://app:secret@db.example.com/clinic?ssl-mode=VERIFY_IDENTITY'
 //   CLOUDMYSQL_URL='mysql://app:secret@127.0.0.1:3306/clinic' server_info
 //
 // The password is never printed: the URL below is shown with it masked.
+#include "common/command_line.hpp"
+
 #include <cloudmysql/connection.hpp>
 #include <cloudmysql/server_report.hpp>
 
@@ -21,11 +24,14 @@
 
 namespace {
 
-cloudmysql::connect_options options_from(int argc, char** argv) {
-    if (argc > 2)
-        throw std::invalid_argument("usage: server_info [URL]  (or set CLOUDMYSQL_URL)");
-    if (argc == 2)
-        return cloudmysql::connect_options::from_url(argv[1]);
+// The URL from --url or the argument, or CLOUDMYSQL_URL.
+cloudmysql::connect_options options_from(const cloudmysql_examples::command_line& cl,
+                                         const std::string& url) {
+    cl.allow_positionals(cl.given("--url") ? 0 : 1, "one URL, as --url URL or alone");
+    if (cl.given("--url"))
+        return cloudmysql::connect_options::from_url(url);
+    if (!cl.positionals().empty())
+        return cloudmysql::connect_options::from_url(cl.positionals().front());
     if (auto opts = cloudmysql::connect_options::from_env())
         return *opts;
     throw std::invalid_argument(
@@ -40,11 +46,21 @@ std::string shown(const std::optional<std::int64_t>& n) {
 } // namespace
 
 int main(int argc, char** argv) {
+    cloudmysql_examples::command_line cl("server_info", "[[--url] URL]",
+                                         "server_info: connect to a server and show what it "
+                                         "runs with");
+    std::string url;
+    cl.text("--url", url,
+            "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE, also without --url; default: the "
+            "CLOUDMYSQL_URL environment variable",
+            "URL");
     cloudmysql::connect_options opts;
     try {
-        opts = options_from(argc, argv);
+        if (!cl.parse(argc, argv))
+            return 0; // --help
+        opts = options_from(cl, url);
     } catch (const std::invalid_argument& e) {
-        fmt::print(stderr, "server_info: {}\n", e.what());
+        fmt::print(stderr, "server_info: {}\n{}\n", e.what(), cl.short_usage());
         return 2;
     }
 

@@ -1,7 +1,8 @@
 // connect_options: the URL parser and printer, the TLS default rule and validation.
 //
-// The parser is written by hand against the one URL shape we accept; it never quotes the
-// password in an error, because these messages end up in logs and crash reports.
+// The parser is written by hand against the one URL shape we accept; an error never quotes
+// text that may be the user name or password (see url_text), because these messages end up in
+// logs and crash reports.
 #include <cloudmysql/connect_options.hpp>
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <stdexcept>
@@ -216,11 +218,86 @@ bool is_loopback_host(std::string_view host) noexcept {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What an error may quote.
+//
+// A password with an unencoded '@' followed later by '/', '?' or ':' ("app:S3c@ss/word@db")
+// makes the parser end the user info at the wrong '@', and what it then calls the host, port,
+// path or a parameter is a piece of the password. Any text before the URL's last '@' may be
+// user info under some reading, so an error never quotes it; only text after the last '@' is
+// shown. When the text before the last '@' holds characters that a password must
+// percent-encode, the message says so.
+
+class url_text {
+public:
+    explicit url_text(std::string_view url) noexcept : url_(url) {
+        const std::size_t last_at = url.rfind('@');
+        if (last_at == std::string_view::npos)
+            return;
+        public_from_ = last_at + 1;
+        const std::size_t scheme_end = url.substr(0, last_at).find("://");
+        const std::size_t from = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
+        advise_encoding_ = needs_encoding(url.substr(from, last_at - from));
+    }
+
+    /// Whether `part`, a view into the URL, lies wholly after the last '@' and may be shown.
+    bool quotable(std::string_view part) const noexcept {
+        const std::less_equal<const char*> not_after;
+        return not_after(url_.data() + public_from_, part.data()) &&
+               not_after(part.data() + part.size(), url_.data() + url_.size());
+    }
+
+    /// " 'part'" when `part` may be shown, "" otherwise: `what` + quote(part) reads well both
+    /// ways ("port '99999' is out of range" or "port is out of range").
+    std::string quote(std::string_view part) const {
+        return quotable(part) ? fmt::format(" '{}'", part) : std::string();
+    }
+
+    /// Whether the byte at `index` may be shown.
+    bool public_byte(std::size_t index) const noexcept { return index >= public_from_; }
+
+    [[noreturn]] void fail(std::string_view what) const {
+        if (!advise_encoding_)
+            throw_url_error(what);
+        throw_url_error(fmt::format(
+            "{}; if the user name or password contains '@', '/', '?', ':', '#' or '%', write "
+            "them percent-encoded as %40, %2F, %3F, %3A, %23 and %25",
+            what));
+    }
+
+private:
+    // '@', '/', '?' and '#' in user info end it early or late; so does a '%' that starts no
+    // escape, and control characters are refused. One ':' separates user and password; a
+    // second one is the password's.
+    static bool needs_encoding(std::string_view userinfo) noexcept {
+        bool colon = false;
+        for (std::size_t i = 0; i < userinfo.size(); ++i) {
+            const char c = userinfo[i];
+            if (c == '@' || c == '/' || c == '?' || c == '#' ||
+                static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+                return true;
+            if (c == ':') {
+                if (colon)
+                    return true;
+                colon = true;
+            }
+            if (c == '%' && (i + 2 >= userinfo.size() || hex_value(userinfo[i + 1]) < 0 ||
+                             hex_value(userinfo[i + 2]) < 0))
+                return true;
+        }
+        return false;
+    }
+
+    std::string_view url_;
+    std::size_t public_from_ = 0; // index just past the last '@'; 0 when there is none
+    bool advise_encoding_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Percent-encoding.
 
-// Decodes %XX escapes. `component` names the part for the error message; for a secret part the
-// offending text is not quoted, since it is a piece of the password.
-std::string percent_decode(std::string_view text, std::string_view component, bool secret) {
+// Decodes %XX escapes of `text` (a view into the URL). `component` names the part for the
+// error message; the offending escape is quoted only where the URL may be shown.
+std::string percent_decode(const url_text& u, std::string_view text, std::string_view component) {
     std::string out;
     out.reserve(text.size());
     for (std::size_t i = 0; i < text.size(); ++i) {
@@ -231,18 +308,16 @@ std::string percent_decode(std::string_view text, std::string_view component, bo
         int high = i + 1 < text.size() ? hex_value(text[i + 1]) : -1;
         int low = i + 2 < text.size() ? hex_value(text[i + 2]) : -1;
         if (high < 0 || low < 0) {
-            std::string quoted = secret ? std::string() : fmt::format(" '{}'", text.substr(i, 3));
-            throw_url_error(fmt::format(
-                "{} has an invalid percent-escape{}; expected '%' followed by two hex digits "
-                "(write a literal '%' as %25)",
-                component, quoted));
+            u.fail(fmt::format("{} has an invalid percent-escape{}; expected '%' followed by two "
+                               "hex digits (write a literal '%' as %25)",
+                               component, u.quote(text.substr(i, 3))));
         }
         out += static_cast<char>(high * 16 + low);
         i += 2;
     }
     // The C API takes NUL-terminated strings: a NUL would silently cut the value short.
     if (out.find('\0') != std::string::npos) {
-        throw_url_error(
+        u.fail(
             fmt::format("{} contains %00 (a NUL character), which MySQL cannot accept", component));
     }
     return out;
@@ -283,21 +358,23 @@ constexpr std::string_view keep_in_query_value = "!$'()*,;:@/";
 
 // Rejects control characters (naming the first one's position) and fragments. A stray newline
 // from a .env file would otherwise end up inside the database name or a parameter value.
-void check_characters(std::string_view url) {
+void check_characters(const url_text& u, std::string_view url) {
     for (std::size_t i = 0; i < url.size(); ++i) {
         auto byte = static_cast<unsigned char>(url[i]);
-        if (byte < 0x20 || byte == 0x7f) {
-            throw_url_error(fmt::format(
-                "control character 0x{:02X} at position {}; percent-encode it or remove it "
-                "(a trailing newline?)",
-                byte, i));
+        if (byte >= 0x20 && byte != 0x7f)
+            continue;
+        if (!u.public_byte(i)) {
+            u.fail("a control character (a newline, a tab...) comes before the last '@', in the "
+                   "user name or password; percent-encode it (a newline is %0A) or remove it");
         }
+        u.fail(fmt::format("control character 0x{:02X} at position {}; percent-encode it or "
+                           "remove it (a trailing newline?)",
+                           byte, i));
     }
     // Not quoting the text after '#': with an unencoded '#' in the password it is a secret.
     if (url.find('#') != std::string_view::npos) {
-        throw_url_error(
-            "'#' starts a fragment, which a connection URL cannot have; write '#' in a value "
-            "as %23");
+        u.fail("'#' starts a fragment, which a connection URL cannot have; write '#' in a value "
+               "as %23");
     }
 }
 
@@ -306,110 +383,112 @@ bool is_scheme_char(char c) noexcept {
 }
 
 // Returns what follows "://".
-std::string_view parse_scheme(std::string_view url) {
+std::string_view parse_scheme(const url_text& u, std::string_view url) {
     if (url.empty())
-        throw_url_error(fmt::format("the URL is empty; expected {}", url_syntax));
+        u.fail(fmt::format("the URL is empty; expected {}", url_syntax));
     std::size_t sep = url.find("://");
     if (sep == std::string_view::npos) {
-        throw_url_error(
-            fmt::format("missing scheme (no '://'); expected it to start with mysql:// or "
-                        "mariadb://, as in {}",
-                        url_syntax));
+        u.fail(fmt::format("missing scheme (no '://'); expected it to start with mysql:// or "
+                           "mariadb://, as in {}",
+                           url_syntax));
     }
     std::string_view scheme = url.substr(0, sep);
     if (iequals(scheme, "mysql") || iequals(scheme, "mariadb"))
         return url.substr(sep + 3);
+    // Something that is not a scheme at all might be a user:password pasted in front.
     bool quotable = !scheme.empty() && scheme.size() <= 32 &&
                     std::all_of(scheme.begin(), scheme.end(), is_scheme_char);
-    // Something that is not a scheme at all might be a user:password pasted in front.
-    throw_url_error(fmt::format("scheme {} is not supported; expected mysql:// or mariadb://",
-                                quotable ? fmt::format("'{}'", scheme) : std::string("(invalid)")));
+    u.fail(fmt::format("scheme{} is not supported; expected mysql:// or mariadb://",
+                       quotable ? u.quote(scheme) : std::string()));
 }
 
 // USER[:PASSWORD]; the ':' split comes before decoding so that %3A stays in the user name.
-void parse_userinfo(std::string_view userinfo, connect_options& opts) {
+// Never quoted: all of it comes before the last '@'.
+void parse_userinfo(const url_text& u, std::string_view userinfo, connect_options& opts) {
     std::size_t colon = userinfo.find(':');
     std::string_view raw_user = userinfo.substr(0, colon);
     if (raw_user.empty()) {
-        throw_url_error(fmt::format("user is empty; expected {}", url_syntax));
+        u.fail(fmt::format("user is empty; expected {}", url_syntax));
     }
-    opts.user = percent_decode(raw_user, "user", false);
+    opts.user = percent_decode(u, raw_user, "user");
     if (colon != std::string_view::npos) {
-        opts.password = percent_decode(userinfo.substr(colon + 1), "password", true);
+        opts.password = percent_decode(u, userinfo.substr(colon + 1), "password");
     }
 }
 
-void parse_port(std::string_view text, connect_options& opts) {
+void parse_port(const url_text& u, std::string_view text, connect_options& opts) {
     if (text.empty()) {
-        throw_url_error("port is empty after ':'; give a port (1-65535) or remove the ':'");
+        u.fail("port is empty after ':'; give a port (1-65535) or remove the ':'");
     }
     auto port = parse_unsigned(text, 65535);
     if (!port)
-        throw_url_error(fmt::format("port '{}' is not a number; expected 1-65535", text));
+        u.fail(fmt::format("port{} is not a number; expected 1-65535", u.quote(text)));
     if (*port == 0 || *port > 65535) {
-        throw_url_error(fmt::format("port '{}' is out of range (1-65535)", text));
+        u.fail(fmt::format("port{} is out of range (1-65535)", u.quote(text)));
     }
     opts.port = static_cast<std::uint16_t>(*port);
 }
 
 // "[v6]" or "[v6]:port".
-void parse_bracketed_host(std::string_view hostport, connect_options& opts) {
+void parse_bracketed_host(const url_text& u, std::string_view hostport, connect_options& opts) {
     std::size_t close = hostport.find(']');
     if (close == std::string_view::npos) {
-        throw_url_error(fmt::format(
-            "unterminated '[' in host '{}'; expected an IPv6 address such as [::1] or [::1]:3306",
-            hostport));
+        u.fail(fmt::format("unterminated '[' in host{}; expected an IPv6 address such as [::1] "
+                           "or [::1]:3306",
+                           u.quote(hostport)));
     }
     std::string_view address = hostport.substr(1, close - 1);
     if (!parse_ipv6(address)) {
-        throw_url_error(fmt::format(
-            "host '[{}]' is not a valid IPv6 address; expected hex groups separated by ':', "
-            "such as [::1] or [2001:db8::1]",
-            address));
+        u.fail(fmt::format("host{} is not a valid IPv6 address; expected hex groups separated "
+                           "by ':', such as [::1] or [2001:db8::1]",
+                           u.quote(hostport.substr(0, close + 1))));
     }
     std::string_view after = hostport.substr(close + 1);
     if (!after.empty() && after.front() != ':') {
-        throw_url_error(
-            fmt::format("unexpected '{}' after ']' in host; expected ':PORT' or nothing", after));
+        u.fail(fmt::format("unexpected text{} after ']' in host; expected ':PORT' or nothing",
+                           u.quote(after)));
     }
     opts.host = std::string(address);
     if (!after.empty())
-        parse_port(after.substr(1), opts);
+        parse_port(u, after.substr(1), opts);
 }
 
 bool is_host_char(char c) noexcept {
     return is_ascii_alpha(c) || is_ascii_digit(c) || c == '-' || c == '.' || c == '_';
 }
 
-void parse_host(std::string_view hostport, connect_options& opts) {
+void parse_host(const url_text& u, std::string_view hostport, connect_options& opts) {
     if (!hostport.empty() && hostport.front() == '[') {
-        parse_bracketed_host(hostport, opts);
+        parse_bracketed_host(u, hostport, opts);
         return;
     }
     std::size_t colon = hostport.find(':');
     bool several_colons =
         colon != std::string_view::npos && hostport.find(':', colon + 1) != std::string_view::npos;
     if (several_colons) {
-        throw_url_error(fmt::format(
-            "host '{}' has several ':'; write an IPv6 address in brackets, such as [::1]:3306",
-            hostport));
+        u.fail(fmt::format("host{} has several ':'; write an IPv6 address in brackets, such as "
+                           "[::1]:3306",
+                           u.quote(hostport)));
     }
     std::string_view host = hostport.substr(0, colon);
-    for (char c : host) {
-        if (!is_host_char(c)) {
-            throw_url_error(fmt::format(
-                "host '{}' contains '{}'; expected a DNS name or IPv4 address (letters, digits, "
-                "'-', '.', '_') or an IPv6 address in brackets",
-                host, c));
-        }
+    auto bad = std::find_if_not(host.begin(), host.end(), is_host_char);
+    if (bad != host.end()) {
+        // A byte of a multi-byte character or a '%' escape is named by its value.
+        auto byte = static_cast<unsigned char>(*bad);
+        std::string what = byte >= 0x20 && byte < 0x7f ? fmt::format("'{}'", *bad)
+                                                       : fmt::format("byte 0x{:02X}", byte);
+        u.fail(fmt::format("host{} contains {}; expected a DNS name or IPv4 address (letters, "
+                           "digits, '-', '.', '_') or an IPv6 address in brackets",
+                           u.quote(host),
+                           u.quotable(host) ? what : "a character a host name cannot have"));
     }
     if (host.size() > max_host_chars) {
-        throw_url_error(fmt::format("host is {} characters long; a DNS name has at most {}",
-                                    host.size(), max_host_chars));
+        u.fail(fmt::format("host is {} characters long; a DNS name has at most {}", host.size(),
+                           max_host_chars));
     }
     opts.host = std::string(host);
     if (colon != std::string_view::npos)
-        parse_port(hostport.substr(colon + 1), opts);
+        parse_port(u, hostport.substr(colon + 1), opts);
 }
 
 // Counts UTF-8 code points (bytes that do not continue a sequence): MySQL's 64-character limit
@@ -423,20 +502,21 @@ std::size_t utf8_length(std::string_view text) noexcept {
     return n;
 }
 
-// The path after the authority, without its leading '/'.
-void parse_database(std::string_view path, connect_options& opts) {
-    if (path.find('/') != std::string_view::npos) {
-        throw_url_error(fmt::format(
-            "path '/{}' has more than one segment; expected at most one /DATABASE", path));
+// The path after the authority, with its leading '/'.
+void parse_database(const url_text& u, std::string_view path, connect_options& opts) {
+    std::string_view raw = path.substr(1);
+    if (raw.find('/') != std::string_view::npos) {
+        u.fail(fmt::format("path{} has more than one segment; expected at most one /DATABASE",
+                           u.quote(path)));
     }
-    std::string database = percent_decode(path, "database", false);
+    std::string database = percent_decode(u, raw, "database");
     if (database.find('/') != std::string::npos) {
-        throw_url_error(
-            fmt::format("database '{}' contains '/', which a database name cannot", database));
+        u.fail(fmt::format("database{} contains '/', which a database name cannot",
+                           u.quotable(raw) ? fmt::format(" '{}'", database) : std::string()));
     }
     if (utf8_length(database) > max_database_chars) {
-        throw_url_error(fmt::format("database name is {} characters long; MySQL allows at most {}",
-                                    utf8_length(database), max_database_chars));
+        u.fail(fmt::format("database name is {} characters long; MySQL allows at most {}",
+                           utf8_length(database), max_database_chars));
     }
     opts.database = std::move(database);
 }
@@ -450,63 +530,78 @@ std::optional<tls_mode> tls_mode_from_string(std::string_view text) noexcept {
     return std::nullopt;
 }
 
-std::chrono::seconds parse_timeout(std::string_view key, std::string_view value,
+// One KEY=VALUE of the query, as written (views into the URL) and with its value decoded.
+struct parameter {
+    std::string_view key;
+    std::string_view raw_value;
+    std::string value;
+};
+
+// Names the parameter and quotes its value in a message, or neither: a key before the last '@'
+// may be a piece of the password ("?x=1@host"), and so may its value.
+std::string subject(const url_text& u, const parameter& p) {
+    return u.quotable(p.key) ? fmt::format("{} '{}'", p.key, p.raw_value)
+                             : std::string("a parameter's value");
+}
+
+std::chrono::seconds parse_timeout(const url_text& u, const parameter& p,
                                    std::uint32_t min_seconds) {
     constexpr auto max_seconds = static_cast<std::uint32_t>(max_timeout.count());
-    auto seconds = parse_unsigned(value, max_seconds);
+    auto seconds = parse_unsigned(p.value, max_seconds);
     if (!seconds) {
-        throw_url_error(fmt::format("{} '{}' is not a whole number of seconds; expected {}-{}", key,
-                                    value, min_seconds, max_seconds));
+        u.fail(fmt::format("{} is not a whole number of seconds; expected {}-{}", subject(u, p),
+                           min_seconds, max_seconds));
     }
     if (*seconds < min_seconds || *seconds > max_seconds) {
-        throw_url_error(fmt::format("{} '{}' is out of range ({}-{} seconds)", key, value,
-                                    min_seconds, max_seconds));
+        u.fail(fmt::format("{} is out of range ({}-{} seconds)", subject(u, p), min_seconds,
+                           max_seconds));
     }
     return std::chrono::seconds{*seconds};
 }
 
-// Applies one decoded parameter; `key` is already known to be valid.
-void apply_parameter(std::string_view key, std::string value, connect_options& opts) {
+// Applies one decoded parameter; its key is already known to be valid.
+void apply_parameter(const url_text& u, parameter p, connect_options& opts) {
+    const std::string_view key = p.key;
     if (key == "ssl-mode") {
-        auto mode = tls_mode_from_string(value);
+        auto mode = tls_mode_from_string(p.value);
         if (!mode) {
-            throw_url_error(fmt::format("ssl-mode '{}' is not one of DISABLED, PREFERRED, "
-                                        "REQUIRED, VERIFY_CA, VERIFY_IDENTITY",
-                                        value));
+            u.fail(fmt::format("{} is not one of DISABLED, PREFERRED, REQUIRED, VERIFY_CA, "
+                               "VERIFY_IDENTITY",
+                               subject(u, p)));
         }
         opts.tls_mode = *mode;
     } else if (key == "ssl-ca") {
-        opts.ssl_ca = std::move(value);
+        opts.ssl_ca = std::move(p.value);
     } else if (key == "connect-timeout") {
-        opts.connect_timeout = parse_timeout(key, value, 1);
+        opts.connect_timeout = parse_timeout(u, p, 1);
     } else if (key == "read-timeout") {
-        opts.read_timeout = parse_timeout(key, value, 0);
+        opts.read_timeout = parse_timeout(u, p, 0);
     } else if (key == "write-timeout") {
-        opts.write_timeout = parse_timeout(key, value, 0);
+        opts.write_timeout = parse_timeout(u, p, 0);
     } else if (key == "keepalive") {
-        if (iequals(value, "on") || value == "1" || iequals(value, "true"))
+        if (iequals(p.value, "on") || p.value == "1" || iequals(p.value, "true"))
             opts.keepalive.enabled = true;
-        else if (iequals(value, "off") || value == "0" || iequals(value, "false"))
+        else if (iequals(p.value, "off") || p.value == "0" || iequals(p.value, "false"))
             opts.keepalive.enabled = false;
         else
-            throw_url_error(fmt::format("keepalive '{}' is not on or off", value));
+            u.fail(fmt::format("{} is not on or off", subject(u, p)));
     } else if (key == "keepalive-idle" || key == "keepalive-interval") {
-        auto seconds = parse_unsigned(value, max_keepalive_seconds);
+        auto seconds = parse_unsigned(p.value, max_keepalive_seconds);
         if (!seconds || *seconds == 0 || *seconds > max_keepalive_seconds) {
-            throw_url_error(fmt::format("{} '{}' is not a number of seconds from 1 to {}", key,
-                                        value, max_keepalive_seconds));
+            u.fail(fmt::format("{} is not a number of seconds from 1 to {}", subject(u, p),
+                               max_keepalive_seconds));
         }
         (key == "keepalive-idle" ? opts.keepalive.idle : opts.keepalive.interval) =
             std::chrono::seconds{*seconds};
     } else if (key == "keepalive-count") {
-        auto count = parse_unsigned(value, max_keepalive_count);
+        auto count = parse_unsigned(p.value, max_keepalive_count);
         if (!count || *count == 0 || *count > max_keepalive_count) {
-            throw_url_error(fmt::format("keepalive-count '{}' is not a number from 1 to {}", value,
-                                        max_keepalive_count));
+            u.fail(
+                fmt::format("{} is not a number from 1 to {}", subject(u, p), max_keepalive_count));
         }
         opts.keepalive.count = static_cast<int>(*count);
     } else {
-        opts.unix_socket = std::move(value);
+        opts.unix_socket = std::move(p.value);
     }
 }
 
@@ -516,7 +611,7 @@ bool is_known_parameter(std::string_view key) noexcept {
 
 // KEY=VALUE pairs separated by '&'. Keys are matched exactly; a value of an unknown key is never
 // quoted, because it might be a password someone tried to pass as "?password=...".
-void parse_query(std::string_view query, connect_options& opts) {
+void parse_query(const url_text& u, std::string_view query, connect_options& opts) {
     if (query.empty())
         return; // a bare trailing '?'
     std::array<std::string_view, parameter_names.size()> seen{};
@@ -526,25 +621,30 @@ void parse_query(std::string_view query, connect_options& opts) {
         std::string_view param = query.substr(0, amp);
         std::size_t eq = param.find('=');
         if (param.empty()) {
-            throw_url_error("empty parameter (a stray '&' or '?'); expected KEY=VALUE pairs "
-                            "separated by '&'");
+            u.fail("empty parameter (a stray '&' or '?'); expected KEY=VALUE pairs separated by "
+                   "'&'");
         }
         std::string_view key = param.substr(0, eq);
         if (key.empty())
-            throw_url_error("parameter without a name ('=' at its start)");
+            u.fail("parameter without a name ('=' at its start)");
         if (!is_known_parameter(key)) {
-            throw_url_error(
-                fmt::format("unknown parameter '{}'; known parameters: {}", key, known_parameters));
+            u.fail(fmt::format("unknown parameter{}; known parameters: {}", u.quote(key),
+                               known_parameters));
         }
         if (std::find(seen.begin(), seen.begin() + static_cast<std::ptrdiff_t>(seen_count), key) !=
             seen.begin() + static_cast<std::ptrdiff_t>(seen_count)) {
-            throw_url_error(fmt::format("parameter '{}' is given twice; give it once", key));
+            u.fail(fmt::format("parameter{} is given twice; give it once", u.quote(key)));
         }
         seen[seen_count++] = key;
         if (eq == std::string_view::npos || eq + 1 == param.size()) {
-            throw_url_error(fmt::format("parameter '{0}' has no value; expected {0}=VALUE", key));
+            u.fail(u.quotable(key)
+                       ? fmt::format("parameter '{0}' has no value; expected {0}=VALUE", key)
+                       : std::string("a parameter has no value; expected KEY=VALUE"));
         }
-        apply_parameter(key, percent_decode(param.substr(eq + 1), key, false), opts);
+        parameter p{key, param.substr(eq + 1), {}};
+        p.value =
+            percent_decode(u, p.raw_value, u.quotable(key) ? key : std::string_view("a parameter"));
+        apply_parameter(u, std::move(p), opts);
         if (amp == std::string_view::npos)
             return;
         query.remove_prefix(amp + 1);
@@ -627,8 +727,9 @@ void connect_options::validate() const {
 }
 
 connect_options connect_options::from_url(std::string_view url) {
-    check_characters(url);
-    std::string_view rest = parse_scheme(url);
+    const url_text u(url);
+    check_characters(u, url);
+    std::string_view rest = parse_scheme(u, url);
 
     // The authority ends at the first '/' or '?'. A password must percent-encode those, and
     // '@' too, but we split at the last '@' so that an unencoded '@' in the password still works.
@@ -637,23 +738,19 @@ connect_options connect_options::from_url(std::string_view url) {
     std::string_view after =
         authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
     std::size_t at = authority.rfind('@');
-    if (at == std::string_view::npos) {
-        bool later_at = after.find('@') != std::string_view::npos;
-        throw_url_error(fmt::format(
-            "missing user: write mysql://USER[:PASSWORD]@HOST...{}",
-            later_at ? "; a '/' or '?' in the password must be percent-encoded (%2F, %3F)" : ""));
-    }
+    if (at == std::string_view::npos)
+        u.fail("missing user: write mysql://USER[:PASSWORD]@HOST...");
 
     connect_options opts;
-    parse_userinfo(authority.substr(0, at), opts);
-    parse_host(authority.substr(at + 1), opts);
+    parse_userinfo(u, authority.substr(0, at), opts);
+    parse_host(u, authority.substr(at + 1), opts);
 
     std::size_t question = after.find('?');
     std::string_view path = after.substr(0, question);
     if (!path.empty())
-        parse_database(path.substr(1), opts);
+        parse_database(u, path, opts);
     if (question != std::string_view::npos)
-        parse_query(after.substr(question + 1), opts);
+        parse_query(u, after.substr(question + 1), opts);
 
     if (!opts.unix_socket.empty()) {
         // The socket is the address: a host or port in front of it is unused, and dropping them
@@ -661,8 +758,8 @@ connect_options connect_options::from_url(std::string_view url) {
         opts.host.clear();
         opts.port = default_port;
     } else if (opts.host.empty()) {
-        throw_url_error(fmt::format(
-            "missing host; expected {} or mysql://USER@/DATABASE?socket=/PATH", url_syntax));
+        u.fail(fmt::format("missing host; expected {} or mysql://USER@/DATABASE?socket=/PATH",
+                           url_syntax));
     }
     return opts;
 }

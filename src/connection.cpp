@@ -2,6 +2,7 @@
 #include "greeting.hpp"
 #include "mysql_glue.hpp"
 #include "peer_certificate.hpp"
+#include "sql_text.hpp"
 
 #include <cloudmysql/connection.hpp>
 #include <cloudmysql/transaction.hpp>
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -182,8 +184,6 @@ void apply_tls(MYSQL* mysql, const connect_options& opts) {
 void apply_options(MYSQL* mysql, const connect_options& opts) {
     const unsigned protocol = opts.unix_socket.empty() ? MYSQL_PROTOCOL_TCP : MYSQL_PROTOCOL_SOCKET;
     set_option(mysql, MYSQL_OPT_PROTOCOL, protocol);
-    set_option(mysql, MYSQL_OPT_CONNECT_TIMEOUT,
-               static_cast<unsigned>(opts.connect_timeout.count()));
     if (opts.read_timeout.count() > 0)
         set_option(mysql, MYSQL_OPT_READ_TIMEOUT, static_cast<unsigned>(opts.read_timeout.count()));
     if (opts.write_timeout.count() > 0)
@@ -222,42 +222,177 @@ bool apply_keepalive(MYSQL* mysql, const connect_options& opts, error_code& ec, 
     const tcp_keepalive& k = opts.keepalive;
     if (!k.enabled)
         return set(SOL_SOCKET, SO_KEEPALIVE, 0, "SO_KEEPALIVE");
+    // Keepalive ends a silent path while nothing is unacknowledged; TCP_USER_TIMEOUT ends it
+    // while a request is, with the same limit (and takes over keepalive's count: tcp(7)).
+    // In milliseconds, an int: the largest settings (32767 s x 127) would overflow it.
+    const auto user_timeout = std::min<std::chrono::milliseconds::rep>(
+        std::chrono::milliseconds(k.dead_path_limit()).count(), std::numeric_limits<int>::max());
     return set(IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(k.idle.count()), "TCP_KEEPIDLE") &&
            set(IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(k.interval.count()), "TCP_KEEPINTVL") &&
            set(IPPROTO_TCP, TCP_KEEPCNT, k.count, "TCP_KEEPCNT") &&
+           set(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(user_timeout),
+               "TCP_USER_TIMEOUT") &&
            set(SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
 }
 
 using steady = std::chrono::steady_clock;
 
-// The server's certificate, when a TCP connection of our own can fetch it by `deadline`
-// (error path only). Kept for 5 minutes per host and port: each fetch is a session that never
-// logs in, which MySQL counts against max_connect_errors, and a pool retrying against a
-// misconfigured CA would otherwise double them.
-std::optional<detail::peer_certificate> peer_certificate_of(const connect_options& opts,
-                                                            steady::time_point deadline) {
-    if (!opts.unix_socket.empty() || opts.host.empty() || deadline <= steady::now())
+std::string server_key(const connect_options& opts) {
+    return fmt::format("{}:{}", opts.host, opts.port);
+}
+
+// Server certificates read recently, by host and port, for error messages. Kept for 5 minutes:
+// each read is a session that never logs in, which MySQL counts against max_connect_errors, and
+// a pool retrying against a misconfigured CA would otherwise double them.
+class recent_certificates {
+public:
+    static recent_certificates& instance() {
+        static recent_certificates certificates;
+        return certificates;
+    }
+
+    std::optional<std::optional<detail::peer_certificate>> find(const std::string& key) {
+        const std::lock_guard lock(mutex_);
+        const auto it = recent_.find(key);
+        if (it != recent_.end() && steady::now() - it->second.at < keep_for)
+            return it->second.certificate;
         return std::nullopt;
+    }
+
+    void remember(const std::string& key, std::optional<detail::peer_certificate> certificate) {
+        const std::lock_guard lock(mutex_);
+        if (recent_.size() >= 64)
+            recent_.clear();
+        recent_.insert_or_assign(key, fetched{steady::now(), std::move(certificate)});
+    }
+
+private:
+    static constexpr auto keep_for = std::chrono::minutes(5);
     struct fetched {
         steady::time_point at;
         std::optional<detail::peer_certificate> certificate;
     };
-    static std::mutex mutex;
-    static std::map<std::string, fetched> recent;
-    constexpr auto keep_for = std::chrono::minutes(5);
-    const std::string key = fmt::format("{}:{}", opts.host, opts.port);
-    {
-        const std::lock_guard lock(mutex);
-        const auto it = recent.find(key);
-        if (it != recent.end() && steady::now() - it->second.at < keep_for)
-            return it->second.certificate;
-    }
+    std::mutex mutex_;
+    std::map<std::string, fetched> recent_;
+};
+
+// The server's certificate, when a TCP connection of our own can fetch it by `deadline`
+// (error path only), or when one was read in the last 5 minutes.
+std::optional<detail::peer_certificate> peer_certificate_of(const connect_options& opts,
+                                                            steady::time_point deadline) {
+    if (!opts.unix_socket.empty() || opts.host.empty())
+        return std::nullopt;
+    const std::string key = server_key(opts);
+    if (auto kept = recent_certificates::instance().find(key))
+        return *kept;
+    if (deadline <= steady::now())
+        return std::nullopt;
     auto certificate = detail::fetch_peer_certificate(opts, deadline);
-    const std::lock_guard lock(mutex);
-    if (recent.size() >= 64)
-        recent.clear();
-    recent.insert_or_assign(key, fetched{steady::now(), certificate});
+    recent_certificates::instance().remember(key, certificate);
     return certificate;
+}
+
+// ---- VERIFY_CA with a credential provider: the certificate pin --------------------------------
+//
+// Why: libmariadb 3.3 under VERIFY_CA logs in without TLS when the server's greeting offers
+// none, and someone on the path can strip that offer. The token would then go out without TLS:
+// to a public key the path chose (caching_sha2_password's RSA exchange), or as a
+// challenge-response that the path relays into a session of its own. Under VERIFY_IDENTITY
+// libmariadb refuses instead, and it does the same under VERIFY_CA when a certificate
+// fingerprint is set (MARIADB_OPT_TLS_PEER_FP): it then refuses a greeting without TLS before
+// sending anything, checks the chain against ssl-ca as always, and the fingerprint on top.
+//
+// So the first connect to a host and port reads the server's certificate on a session of its
+// own (greeting, TLS handshake, no login: probe_tls) and pins its SHA-1 fingerprint, and every
+// connect with a provider sets the pin. A greeting without TLS is then refused inside the very
+// session that would carry the token, which a probe on a session of its own cannot promise (a
+// path may treat two sessions differently). Remembering the pin therefore weakens nothing: it
+// decides no trust (the chain check does), it only makes libmariadb insist on TLS, and a server
+// or path that stops offering TLS is refused before the login, pin or no pin. That is why the
+// pin has no time limit: it is dropped when a connect with it fails in TLS (a renewed
+// certificate no longer matches; the connect then reads the new one and tries once more within
+// its deadline), and the table is emptied when it holds 64 servers. The extra session, which
+// MySQL counts in Aborted_connects and against max_connect_errors, now happens once per server
+// and certificate instead of once per connect.
+//
+// When the probe learns nothing (no greeting in time, a closed session, a failed handshake), the
+// connect still goes to libmariadb for its precise error, but pinned to a fingerprint that no
+// certificate has and without asking the provider: that session can fail, never log in.
+class tls_pins {
+public:
+    static tls_pins& instance() {
+        static tls_pins pins;
+        return pins;
+    }
+
+    std::string find(const std::string& key) {
+        const std::lock_guard lock(mutex_);
+        const auto it = pins_.find(key);
+        return it == pins_.end() ? std::string() : it->second;
+    }
+
+    void pin(const std::string& key, const std::string& fingerprint) {
+        const std::lock_guard lock(mutex_);
+        if (pins_.size() >= 64)
+            pins_.clear();
+        pins_.insert_or_assign(key, fingerprint);
+    }
+
+    // Only the fingerprint this connect used: another may have pinned a newer one meanwhile.
+    void unpin(const std::string& key, const std::string& fingerprint) {
+        const std::lock_guard lock(mutex_);
+        const auto it = pins_.find(key);
+        if (it != pins_.end() && it->second == fingerprint)
+            pins_.erase(it);
+    }
+
+private:
+    std::mutex mutex_;
+    std::map<std::string, std::string> pins_;
+};
+
+constexpr std::string_view unmatchable_fingerprint = "0000000000000000000000000000000000000000";
+
+// The pin one connect attempt uses.
+struct tls_pin {
+    std::string fingerprint; // empty: no pin needed (no provider, or not VERIFY_CA over TCP)
+    bool fresh = false;      // read by this connect's own probe
+    bool blind = false;      // the probe learnt nothing: unmatchable_fingerprint
+};
+
+bool needs_tls_pin(const connect_options& opts) {
+    return opts.credentials && opts.unix_socket.empty() &&
+           opts.effective_tls_mode() == tls_mode::verify_ca;
+}
+
+// libmariadb takes its connect timeout in whole seconds and applies it to each step of its own
+// (the TCP connect, then each read of the handshake), not to the whole. It gets the whole
+// seconds left of the connect's deadline, rounded down so as not to overshoot it, except that a
+// remainder within 50 ms of the next second counts as that second: the steps before take a
+// few milliseconds even when nothing waits, and libmariadb's own timing is coarser than that.
+// 0: less than a second is left, too little to start.
+unsigned libmariadb_connect_timeout(steady::time_point deadline) {
+    constexpr auto slack = std::chrono::milliseconds(50);
+    const auto left =
+        std::chrono::duration_cast<std::chrono::seconds>(deadline - steady::now() + slack);
+    return left.count() < 1 ? 0U : static_cast<unsigned>(left.count());
+}
+
+std::string seconds_text(steady::duration d) {
+    return fmt::format("{:.1f} s", std::chrono::duration<double>(d).count());
+}
+
+// What a pinned connect's TLS failure means. libmariadb's words: it refuses a greeting without
+// TLS ("SSL is required, but the server does not support it") and a certificate whose
+// fingerprint differs ("Fingerprint verification of server certificate failed").
+enum class pin_failure { no_tls, renewed, other };
+
+pin_failure classify_pin_failure(std::string_view message) {
+    if (message.find("SSL is required") != std::string_view::npos)
+        return pin_failure::no_tls;
+    if (message.find("ingerprint") != std::string_view::npos)
+        return pin_failure::renewed;
+    return pin_failure::other;
 }
 
 // VERIFY_IDENTITY refused the certificate's names: say what it names and which mode fits.
@@ -301,7 +436,8 @@ std::string unknown_ca_hint(const connect_options& opts, steady::time_point dead
 
 // Why a connect attempt failed, told for the TLS cases that libmariadb words tersely. The
 // texts matched are libmariadb's (name check) and OpenSSL's (chain check). A look at the
-// certificate gets what is left of connect_timeout, so connect() stays within it.
+// certificate gets what is left until `deadline` (the connect's), so connect() stays within
+// connect_timeout.
 std::string tls_hint(std::string_view message, const connect_options& opts,
                      steady::time_point deadline) {
     const auto has = [&](std::string_view part) {
@@ -324,26 +460,29 @@ std::string tls_hint(std::string_view message, const connect_options& opts,
     return "the TLS handshake failed: check ssl-mode and ssl-ca";
 }
 
+std::string connect_context(const connect_options& opts) {
+    return fmt::format("cannot connect to {} (ssl-mode={})", opts.describe(),
+                       to_string(opts.effective_tls_mode()));
+}
+
 // A connect error, refined by what we know of the attempt: a TLS error at this stage is a
 // handshake problem (not a lost session), a refused login may be a TLS requirement, and an
-// attempt that took the whole connect_timeout timed out.
-void set_connect_error(MYSQL* mysql, const connect_options& opts,
-                       std::chrono::steady_clock::duration elapsed, error_code& ec,
+// attempt that took the whole time libmariadb was given (`given`) timed out. A look at the
+// certificate gets what is left until `deadline`.
+void set_connect_error(MYSQL* mysql, const connect_options& opts, steady::duration elapsed,
+                       std::chrono::seconds given, steady::time_point deadline, error_code& ec,
                        diagnostics& diag) {
-    const std::string context = fmt::format("cannot connect to {} (ssl-mode={})", opts.describe(),
-                                            to_string(opts.effective_tls_mode()));
+    const std::string context = connect_context(opts);
     set_error_from(mysql, context, ec, diag);
     const unsigned number = mysql_errno(mysql);
     const std::string_view message = mysql_error(mysql);
-    const bool took_whole_timeout = elapsed >= opts.connect_timeout * 9 / 10;
+    const bool took_whole_timeout = elapsed >= given * 9 / 10;
 
     std::string refined;
     error_class cls = diag.error_class();
     if (number == CR_SSL_CONNECTION_ERROR) {
         cls = error_class::tls;
-        refined =
-            fmt::format("{}: {}; {}", context, message,
-                        tls_hint(message, opts, steady::now() + (opts.connect_timeout - elapsed)));
+        refined = fmt::format("{}: {}; {}", context, message, tls_hint(message, opts, deadline));
     } else if (number == CR_PLUGIN_NOT_ALLOWED) {
         // libmariadb's own message garbles the plugin's name, so it is left out.
         cls = error_class::auth;
@@ -383,6 +522,122 @@ void set_connect_error(MYSQL* mysql, const connect_options& opts,
         diag = diagnostics(std::move(refined), diag.server_message(), diag.sqlstate(), cls);
 }
 
+// A pinned connect that libmariadb stopped in TLS before the login (nothing was sent).
+void set_pin_error(const connect_options& opts, const tls_pin& pin, pin_failure failure,
+                   error_code& ec, diagnostics& diag) {
+    const std::string context = connect_context(opts);
+    const std::string& provider = opts.credentials.name();
+    if (failure == pin_failure::no_tls) {
+        ec = client_errc::tls_not_negotiated;
+        diag = diagnostics(
+            fmt::format("{}: the server offers no TLS, so {}: enable TLS on the server", context,
+                        pin.blind ? fmt::format("the credential provider '{}' was not asked and "
+                                                "no token was sent",
+                                                provider)
+                                  : fmt::format("the token from the credential provider '{}' "
+                                                "was not sent",
+                                                provider)),
+            {}, {}, error_class::tls);
+        return;
+    }
+    ec = make_mysql_error_code(CR_SSL_CONNECTION_ERROR);
+    diag = diagnostics(
+        pin.blind
+            ? fmt::format("{}: the server's certificate could not be read before the login, so "
+                          "the credential provider '{}' was not asked and nothing was sent; the "
+                          "next connect reads it again",
+                          context, provider)
+            : fmt::format("{}: the server showed one certificate when it was read before the "
+                          "login and another to the login session (several servers behind one "
+                          "address, or a certificate renewed just now), so the token from the "
+                          "credential provider '{}' was not sent; the next connect reads it "
+                          "again",
+                          context, provider),
+        {}, {}, error_class::tls);
+}
+
+// connect_timeout ran out before libmariadb could be given a whole second: say what took it.
+void set_out_of_time_error(const connect_options& opts, steady::duration probing,
+                           steady::duration waiting_for_token, error_code& ec, diagnostics& diag) {
+    std::vector<std::string> parts;
+    if (probing > steady::duration::zero())
+        parts.push_back(
+            fmt::format("reading the server's certificate took {}", seconds_text(probing)));
+    if (waiting_for_token > steady::duration::zero())
+        parts.push_back(fmt::format("the credential provider '{}' took {}", opts.credentials.name(),
+                                    seconds_text(waiting_for_token)));
+    const bool token_was_slow = waiting_for_token >= probing;
+    ec = make_mysql_error_code(CR_CONNECTION_ERROR);
+    diag = diagnostics(
+        fmt::format("{}: connect-timeout={}s ran out before the login could start ({}); {}",
+                    connect_context(opts), opts.connect_timeout.count(), fmt::join(parts, ", "),
+                    token_was_slow
+                        ? "a caching provider (cached_token_provider, command_token_provider) "
+                          "keeps the token for the next connect; raise connect_timeout if the "
+                          "provider is often this slow"
+                        : "no answer in time: check that the host and port are right and that "
+                          "the network path is open"),
+        {}, {}, error_class::timeout);
+}
+
+// Under VERIFY_CA with a provider: the pin for this attempt, reading the server's certificate
+// when none is pinned for its host and port. False (ec set) when the server offers no TLS.
+bool choose_tls_pin(const connect_options& opts, const std::string& key,
+                    steady::time_point deadline, tls_pin& pin, steady::duration& probing,
+                    error_code& ec, diagnostics& diag) {
+    pin.fingerprint = tls_pins::instance().find(key);
+    if (!pin.fingerprint.empty())
+        return true;
+    const auto started = steady::now();
+    const detail::tls_probe probe = detail::probe_tls(opts, deadline);
+    probing += steady::now() - started;
+    if (probe.offer == detail::tls_offer::not_offered) {
+        set_client_error(client_errc::tls_not_negotiated,
+                         fmt::format("{}: the server offers no TLS, so the credential provider "
+                                     "'{}' was not asked and no token was sent: enable TLS on "
+                                     "the server",
+                                     connect_context(opts), opts.credentials.name()),
+                         ec, diag);
+        return false;
+    }
+    if (probe.certificate && !probe.certificate->sha1_fingerprint.empty()) {
+        pin.fingerprint = probe.certificate->sha1_fingerprint;
+        pin.fresh = true;
+        tls_pins::instance().pin(key, pin.fingerprint);
+        recent_certificates::instance().remember(key, probe.certificate);
+    } else {
+        pin.fingerprint = unmatchable_fingerprint;
+        pin.blind = true;
+    }
+    return true;
+}
+
+// The provider's password, waited for at most until the connect's deadline. False (ec set)
+// when it failed or did not come in time.
+bool fetch_password(const connect_options& opts, steady::time_point deadline,
+                    std::optional<std::string>& password, error_code& ec, diagnostics& diag) {
+    std::string why;
+    error_class cls = error_class::auth;
+    try {
+        password = opts.credentials(deadline);
+        if (password->empty())
+            why = " failed: it returned an empty password";
+    } catch (const credential_timeout& e) {
+        cls = error_class::timeout;
+        why = fmt::format(" gave no token within connect_timeout ({} s); {}",
+                          opts.connect_timeout.count(), e.what());
+    } catch (const std::exception& e) {
+        why = fmt::format(" failed: {}", e.what());
+    }
+    if (why.empty())
+        return true;
+    ec = client_errc::credential_provider_failed;
+    diag = diagnostics(fmt::format("cannot connect to {}: the credential provider '{}'{}",
+                                   opts.describe(), opts.credentials.name(), why),
+                       {}, {}, cls);
+    return false;
+}
+
 bool run_statement(MYSQL* mysql, std::string_view sql, std::string_view what, error_code& ec,
                    diagnostics& diag) {
     if (mysql_real_query(mysql, sql.data(), sql.size()) != 0) {
@@ -405,6 +660,11 @@ bool run_statement(MYSQL* mysql, std::string_view sql, std::string_view what, er
     }
     return true;
 }
+
+} // namespace
+
+// In detail (sql_text.hpp), for the fuzz target tests/fuzz/fuzz_plain_select.cpp.
+namespace detail {
 
 // True when `sql` is a SELECT that reads and leaves nothing behind in the session: no user
 // variable ('@'), no INTO, no sequence (NEXT VALUE, NEXTVAL, LASTVAL, SETVAL), no comment
@@ -486,6 +746,10 @@ bool plain_select(std::string_view sql) {
         ++first;
     return all.substr(first).starts_with("SELECT");
 }
+
+} // namespace detail
+
+namespace {
 
 bool run_init_statements(MYSQL* mysql, const connect_options& opts, error_code& ec,
                          diagnostics& diag) {
@@ -605,79 +869,93 @@ void connection::connect(const connect_options& opts, error_code& ec, diagnostic
     close();
     ensure_library_initialised();
 
-    auto next = std::make_unique<impl>();
-    next->options = opts;
-    next->mysql = mysql_init(nullptr);
-    if (next->mysql == nullptr)
-        throw std::bad_alloc();
-    MYSQL* mysql = next->mysql;
-    apply_options(mysql, opts);
+    // One deadline for the whole connect: the look at the server's certificate, the wait for a
+    // token, and libmariadb's connect, TLS handshake and login.
+    const steady::time_point deadline = steady::now() + opts.connect_timeout;
+    steady::duration probing{};
+    steady::duration waiting_for_token{};
+    const std::string key = server_key(opts);
+    std::optional<std::string> password;
+    if (!opts.credentials)
+        password = opts.password;
 
-    std::string password = opts.password;
-    if (opts.credentials && opts.unix_socket.empty() &&
-        opts.effective_tls_mode() != tls_mode::verify_identity &&
-        detail::probe_tls_offer(opts) == detail::tls_offer::not_offered) {
-        set_client_error(
-            client_errc::tls_not_negotiated,
-            fmt::format("cannot connect to {} (ssl-mode={}): the server offers no TLS, "
-                        "so the credential provider '{}' was not asked and no token "
-                        "was sent: enable TLS on the server",
-                        opts.describe(), to_string(opts.effective_tls_mode()),
-                        opts.credentials.name()),
-            ec, diag);
-        return;
-    }
-    if (opts.credentials) {
-        std::string why;
-        try {
-            password = opts.credentials();
-            if (password.empty())
-                why = "it returned an empty password";
-        } catch (const std::exception& e) {
-            why = e.what();
+    // At most two rounds: the second when a pinned certificate was renewed.
+    for (int round = 0;; ++round) {
+        tls_pin pin;
+        if (needs_tls_pin(opts) && !choose_tls_pin(opts, key, deadline, pin, probing, ec, diag))
+            return;
+        if (!password && !pin.blind) {
+            const auto asked = steady::now();
+            const bool fetched = fetch_password(opts, deadline, password, ec, diag);
+            waiting_for_token += steady::now() - asked;
+            if (!fetched)
+                return;
         }
-        if (!why.empty()) {
-            set_client_error(client_errc::credential_provider_failed,
-                             fmt::format("cannot connect to {}: the credential provider '{}' "
-                                         "failed: {}",
-                                         opts.describe(), opts.credentials.name(), why),
+
+        auto next = std::make_unique<impl>();
+        next->options = opts;
+        next->mysql = mysql_init(nullptr);
+        if (next->mysql == nullptr)
+            throw std::bad_alloc();
+        MYSQL* mysql = next->mysql;
+        apply_options(mysql, opts);
+        if (!pin.fingerprint.empty())
+            set_string_option(mysql, MARIADB_OPT_TLS_PEER_FP, pin.fingerprint);
+        const unsigned given = libmariadb_connect_timeout(deadline);
+        if (given == 0) {
+            set_out_of_time_error(opts, probing, waiting_for_token, ec, diag);
+            return;
+        }
+        set_option(mysql, MYSQL_OPT_CONNECT_TIMEOUT, given);
+
+        const auto started = steady::now();
+        const bool connected =
+            mysql_real_connect(mysql, opts.unix_socket.empty() ? opts.host.c_str() : nullptr,
+                               opts.user.c_str(), password ? password->c_str() : "",
+                               opts.database.empty() ? nullptr : opts.database.c_str(), opts.port,
+                               opts.unix_socket.empty() ? nullptr : opts.unix_socket.c_str(),
+                               0) != nullptr;
+        if (!connected) {
+            if (!pin.fingerprint.empty() && mysql_errno(mysql) == CR_SSL_CONNECTION_ERROR) {
+                if (!pin.blind)
+                    tls_pins::instance().unpin(key, pin.fingerprint);
+                const pin_failure failure = classify_pin_failure(mysql_error(mysql));
+                if (failure == pin_failure::renewed && !pin.fresh && !pin.blind && round == 0)
+                    continue; // read the new certificate and try once more
+                if (failure != pin_failure::other) {
+                    set_pin_error(opts, pin, failure, ec, diag);
+                    return;
+                }
+            }
+            set_connect_error(mysql, opts, steady::now() - started, std::chrono::seconds(given),
+                              deadline, ec, diag);
+            if (opts.credentials && diag.error_class() == error_class::auth) {
+                opts.credentials.rejected(); // a cached token is stale: fetch a new one next time
+                diag = diagnostics(fmt::format("{} (the password came from the credential "
+                                               "provider '{}')",
+                                               diag.client_message(), opts.credentials.name()),
+                                   diag.server_message(), diag.sqlstate(), diag.error_class());
+            }
+            return;
+        }
+
+        const tls_mode mode = opts.effective_tls_mode();
+        if (mode >= tls_mode::required && mysql_get_ssl_cipher(mysql) == nullptr) {
+            set_client_error(client_errc::tls_not_negotiated,
+                             fmt::format("connected to {} but the session is not encrypted "
+                                         "although ssl-mode={}; the connection was closed before "
+                                         "any query: enable TLS on the server",
+                                         opts.describe(), to_string(mode)),
                              ec, diag);
             return;
         }
-    }
-
-    const auto started = std::chrono::steady_clock::now();
-    const bool connected =
-        mysql_real_connect(
-            mysql, opts.unix_socket.empty() ? opts.host.c_str() : nullptr, opts.user.c_str(),
-            password.c_str(), opts.database.empty() ? nullptr : opts.database.c_str(), opts.port,
-            opts.unix_socket.empty() ? nullptr : opts.unix_socket.c_str(), 0) != nullptr;
-    if (!connected) {
-        set_connect_error(mysql, opts, std::chrono::steady_clock::now() - started, ec, diag);
-        if (opts.credentials && diag.error_class() == error_class::auth) {
-            opts.credentials.rejected(); // a cached token is stale: fetch a new one next time
-            diag = diagnostics(fmt::format("{} (the password came from the credential provider "
-                                           "'{}')",
-                                           diag.client_message(), opts.credentials.name()),
-                               diag.server_message(), diag.sqlstate(), diag.error_class());
-        }
+        if (!apply_keepalive(mysql, opts, ec, diag) ||
+            !run_init_statements(mysql, opts, ec, diag) || !enable_state_tracking(*next, ec, diag))
+            return;
+        next->socket = static_cast<int>(mysql_get_socket(mysql));
+        impl_ = std::move(next);
         return;
     }
-
-    const tls_mode mode = opts.effective_tls_mode();
-    if (mode >= tls_mode::required && mysql_get_ssl_cipher(mysql) == nullptr) {
-        set_client_error(client_errc::tls_not_negotiated,
-                         fmt::format("connected to {} but the session is not encrypted although "
-                                     "ssl-mode={}; the connection was closed before any query: "
-                                     "enable TLS on the server",
-                                     opts.describe(), to_string(mode)),
-                         ec, diag);
-        return;
-    }
-    if (!apply_keepalive(mysql, opts, ec, diag) || !run_init_statements(mysql, opts, ec, diag) ||
-        !enable_state_tracking(*next, ec, diag))
-        return;
-    impl_ = std::move(next);
 }
 
 bool connection::is_open() const noexcept {
@@ -759,7 +1037,7 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
     for (int attempt = 0;; ++attempt) {
         auto it = cache.find(sql);
         if (it == cache.end()) {
-            const bool plain = plain_select(sql);
+            const bool plain = detail::plain_select(sql);
             statement stmt = prepare_statement(*impl_, sql, ec, diag);
             if (ec) {
                 impl_->dirty = true;
@@ -953,6 +1231,11 @@ std::string connection::tls_cipher() const {
 
 error_class connection::fault() const noexcept {
     return impl_ ? *impl_->fault : error_class::none;
+}
+
+void connection::interrupt() const noexcept {
+    if (impl_ && impl_->socket >= 0)
+        ::shutdown(impl_->socket, SHUT_RDWR); // a blocked read returns at once: end of stream
 }
 
 std::optional<tcp_keepalive> connection::keepalive_in_effect() const {

@@ -1,4 +1,4 @@
-// Reads a MySQL server's greeting to learn whether it offers TLS, without logging in.
+// Reads a MySQL server's greeting (does it offer TLS?) without logging in.
 #include "greeting.hpp"
 
 #include <cerrno>
@@ -16,8 +16,6 @@
 namespace cloudmysql::detail {
 
 namespace {
-
-constexpr std::uint32_t client_ssl = 0x800; // CLIENT_SSL in the greeting's capability flags
 
 class socket_guard {
 public:
@@ -150,13 +148,6 @@ greeted_socket connect_and_greet(const connect_options& opts, steady::time_point
     };
     const std::uint32_t flags = byte(flags_at) | (byte(flags_at + 1) << 8U);
     return {guard.release(), flags};
-}
-
-tls_offer probe_tls_offer(const connect_options& opts) {
-    const greeted_socket server = connect_and_greet(opts, steady::now() + opts.connect_timeout);
-    if (!server)
-        return tls_offer::unknown;
-    return (server.capabilities() & client_ssl) != 0 ? tls_offer::offered : tls_offer::not_offered;
 }
 
 } // namespace cloudmysql::detail

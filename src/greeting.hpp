@@ -36,12 +36,8 @@ greeted_socket connect_and_greet(const connect_options& opts,
 /// Waits until `fd` is ready for `events` (poll's POLLIN / POLLOUT), at most until `deadline`.
 bool wait_for(int fd, short events, std::chrono::steady_clock::time_point deadline);
 
+/// What a server's greeting says of TLS: `unknown` when the server could not be reached or did
+/// not greet.
 enum class tls_offer { offered, not_offered, unknown };
-
-/// Opens a TCP connection, reads the server's greeting and closes it again: no login, nothing
-/// sent. `unknown` when the server cannot be reached or did not greet (the real connect then
-/// says why). libmariadb in ssl-mode VERIFY_CA logs in without TLS when the server offers
-/// none; a token must not go out that way, so the connect asks first.
-tls_offer probe_tls_offer(const connect_options& opts);
 
 } // namespace cloudmysql::detail

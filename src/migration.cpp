@@ -1,5 +1,7 @@
 // Migrations as values: SQL normalisation and checksums, the destructive-statement rule, and
 // postconditions checked in information_schema.
+#include "sql_text.hpp"
+
 #include <cloudmysql/connection.hpp>
 #include <cloudmysql/migration.hpp>
 
@@ -120,17 +122,14 @@ std::string quote_identifier(std::string_view name) {
     return out;
 }
 
-// ---- Tokens of a normalised statement ------------------------------------------------------
+} // namespace
 
-struct token {
-    enum class type { word, identifier, string, symbol };
-    type what = type::symbol;
-    std::string text; ///< word as written; identifier unquoted; string with its quotes; symbol
-};
+// ---- Tokens of a normalised statement (detail: sql_text.hpp, for the fuzz targets) ---------
 
-// Splits a normalised statement into words, `identifiers`, 'strings' and one-character symbols.
-// The markers of executable comments are dropped and their content tokenised: it is code.
-std::vector<token> tokenize(std::string_view s) {
+namespace detail {
+
+std::vector<sql_token> tokenize(std::string_view s) {
+    using token = sql_token;
     std::vector<token> out;
     bool in_executable_comment = false;
     std::size_t i = 0;
@@ -146,6 +145,10 @@ std::vector<token> tokenize(std::string_view s) {
         } else if (in_executable_comment && starts_with_at(s, i, "*/")) {
             i += 2;
             in_executable_comment = false;
+        } else if (!in_executable_comment && starts_with_at(s, i, "/*")) {
+            // A comment left in a normal form ("5--/**/1"): it separates, like a blank.
+            const std::size_t close = s.find("*/", i + 2);
+            i = close == std::string_view::npos ? s.size() : close + 2;
         } else if (c == '\'' || c == '"' || c == '`') {
             const std::size_t end = skip_quoted(s, i);
             const std::string_view quoted = s.substr(i, end - i);
@@ -167,6 +170,13 @@ std::vector<token> tokenize(std::string_view s) {
     }
     return out;
 }
+
+} // namespace detail
+
+namespace {
+
+using detail::tokenize;
+using token = detail::sql_token;
 
 // The top-level comma-separated parts of a token range (commas inside parentheses belong to
 // their part).
@@ -249,12 +259,14 @@ public:
             accept("NOWAIT");
     }
 
-    /// A name: a bare word or a `quoted` identifier.
+    /// A name: a bare word or a `quoted` identifier. Not a blank one ("` `"): no server takes
+    /// it, and a postcondition cannot name it.
     std::optional<std::string> identifier() {
         if (at_end())
             return std::nullopt;
         const token& t = tokens_[pos_];
-        if ((t.what != token::type::word && t.what != token::type::identifier) || t.text.empty())
+        if ((t.what != token::type::word && t.what != token::type::identifier) ||
+            trim(t.text).empty())
             return std::nullopt;
         ++pos_;
         return t.text;
@@ -528,11 +540,20 @@ std::string normalize_sql(const std::string& sql) {
     // Whitespace after '(', before ')' and around ',' never matters, and "CREATE TABLE t (\n
     // id INT,\n ...\n)" is the commonest reformatting: it goes. Elsewhere a run becomes one
     // space (it may matter there: "COUNT (*)" is not "COUNT(*)").
+    //
+    // "--" followed by a blank or the end of the text starts a comment, so where a removed
+    // comment or a dropped ';' would leave "--" (two minus signs in the input, "5--/**/1" or
+    // "5--;") followed by a blank or the end, an empty comment keeps them apart instead:
+    // "5--/**/1". Otherwise the normal form would turn code into a comment, and normalizing it
+    // again would change it.
+    const auto ends_with_dashes = [&] {
+        return out.size() >= protected_length + 2 && out.ends_with("--");
+    };
     const auto emit = [&](std::string_view piece, bool verbatim) {
         const bool space_is_noise = out.empty() || out.back() == '(' || out.back() == ',' ||
                                     piece.front() == ')' || piece.front() == ',';
         if (pending_space && !space_is_noise)
-            out += ' ';
+            out += ends_with_dashes() ? "/**/" : " ";
         pending_space = false;
         out += piece;
         if (verbatim)
@@ -569,6 +590,8 @@ std::string normalize_sql(const std::string& sql) {
     }
     while (out.size() > protected_length && (out.back() == ';' || out.back() == ' '))
         out.pop_back();
+    if (ends_with_dashes())
+        out += "/**/";
     return out;
 }
 

@@ -42,6 +42,9 @@ struct connection::impl {
     static constexpr std::size_t statement_cache_size = 64;
 
     MYSQL* mysql = nullptr;
+    /// The session's socket, kept from the connect: interrupt() shuts it down from another
+    /// thread without reading the MYSQL structure another thread is using.
+    int socket = -1;
     connect_options options;
     session_fault fault = std::make_shared<error_class>(error_class::none);
     /// A statement execute() prepared, and whether its SQL is a plain SELECT (plain_select()).

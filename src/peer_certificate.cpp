@@ -1,10 +1,11 @@
-// Fetches the server's certificate the way a MySQL client starts TLS, to explain why
-// libmariadb refused it. Only ever used after a failed connect.
+// Fetches the server's certificate the way a MySQL client starts TLS: to explain why libmariadb
+// refused it, and to learn the fingerprint that connect() pins under VERIFY_CA.
 #include "peer_certificate.hpp"
 
 #include "greeting.hpp"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -184,40 +185,61 @@ std::vector<std::string> peer_certificate::host_names() const {
     return names;
 }
 
-std::optional<peer_certificate> fetch_peer_certificate(const connect_options& opts,
-                                                       steady::time_point deadline) {
+tls_probe probe_tls(const connect_options& opts, steady::time_point deadline) {
     // Leaves OpenSSL's per-thread error queue empty on every way out, so that libmariadb does
     // not report one of these errors for a later failure of its own on this thread.
     struct clear_openssl_errors {
         ~clear_openssl_errors() { ERR_clear_error(); }
     } const clear_errors;
+    tls_probe probe;
     const greeted_socket server = connect_and_greet(opts, deadline);
-    if (!server || (server.capabilities() & client_ssl) == 0 ||
-        !send_ssl_request(server.fd(), deadline))
-        return std::nullopt;
+    if (!server)
+        return probe;
+    if ((server.capabilities() & client_ssl) == 0) {
+        probe.offer = tls_offer::not_offered;
+        return probe;
+    }
+    probe.offer = tls_offer::offered;
+    if (!send_ssl_request(server.fd(), deadline))
+        return probe;
 
     const std::unique_ptr<SSL_CTX, ssl_ctx_free> ctx(SSL_CTX_new(TLS_client_method()));
     if (!ctx)
-        return std::nullopt;
+        return probe;
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
     const std::unique_ptr<SSL, ssl_free> ssl(SSL_new(ctx.get()));
     if (!ssl || SSL_set_fd(ssl.get(), server.fd()) != 1)
-        return std::nullopt;
+        return probe;
     if (!is_ip_literal(opts.host)) // server name indication, as a browser would send it
         SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                  const_cast<char*>(opts.host.c_str()));
     if (!handshake(ssl.get(), server.fd(), deadline))
-        return std::nullopt;
+        return probe;
     const std::unique_ptr<X509, x509_free> cert(SSL_get1_peer_certificate(ssl.get()));
     if (!cert)
-        return std::nullopt;
+        return probe;
 
     peer_certificate out;
     out.subject = rfc2253(X509_get_subject_name(cert.get()));
     out.issuer = rfc2253(X509_get_issuer_name(cert.get()));
     out.common_name = common_name_of(X509_get_subject_name(cert.get()));
     read_alt_names(cert.get(), out);
-    return out;
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int size = 0;
+    if (X509_digest(cert.get(), EVP_sha1(), digest.data(), &size) == 1) {
+        constexpr char hex[] = "0123456789ABCDEF";
+        for (unsigned i = 0; i < size; ++i) {
+            out.sha1_fingerprint += hex[digest[i] >> 4U];
+            out.sha1_fingerprint += hex[digest[i] & 0xFU];
+        }
+    }
+    probe.certificate = std::move(out);
+    return probe;
+}
+
+std::optional<peer_certificate> fetch_peer_certificate(const connect_options& opts,
+                                                       steady::time_point deadline) {
+    return probe_tls(opts, deadline).certificate;
 }
 
 } // namespace cloudmysql::detail

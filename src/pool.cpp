@@ -13,7 +13,20 @@ template class basic_pool<mariadb_connector, std::chrono::steady_clock>;
 
 mariadb_connector::mariadb_connector(connect_options options, const pool_options& pool)
         : options_(std::move(options)) {
-    options_.connect_timeout = pool.connect_timeout;
+    pool.validate(); // before its values are used here
+    // The pool's connect_timeout, when set, wins; a different one in the connect options (the
+    // URL's connect-timeout=) is then unused, which the program hears once, here.
+    if (pool.connect_timeout && *pool.connect_timeout != options_.connect_timeout) {
+        if (options_.connect_timeout != connect_options{}.connect_timeout)
+            pool.notify(
+                {pool_notice::kind::settings,
+                 fmt::format("pool_options::connect_timeout ({} s) replaces the connect "
+                             "options' connect_timeout ({} s, e.g. the URL's "
+                             "connect-timeout=) for every connection of the pool; set "
+                             "one of them only",
+                             pool.connect_timeout->count(), options_.connect_timeout.count())});
+        options_.connect_timeout = *pool.connect_timeout;
+    }
     options_.init_statements.insert(options_.init_statements.end(), pool.init_statements.begin(),
                                     pool.init_statements.end());
     options_.validate();
@@ -39,6 +52,11 @@ void mariadb_connector::close(connection& conn) noexcept {
 
 pool::pool(connect_options connection, pool_options options)
         : basic_pool(options, mariadb_connector(connection, options)),
+          connection_(std::move(connection)) {
+}
+
+pool::pool(connect_options connection, pool_options options, boost::asio::any_io_executor executor)
+        : basic_pool(options, mariadb_connector(connection, options), std::move(executor)),
           connection_(std::move(connection)) {
 }
 
@@ -83,7 +101,7 @@ std::vector<server_finding> server_check(pool& p) {
     // wait_timeout limits how long a session may sit idle, not its age: what counts is how
     // long an idle pooled connection goes without a word to the server.
     if (wait_timeout > 0) {
-        const auto silence = longest_idle_silence(o.idle_timeout, o.keepalive_interval);
+        const auto silence = longest_idle_silence(o.idle_timeout, o.keepalive_interval, o.min_idle);
         if (silence.count() == 0 || silence >= seconds(wait_timeout))
             add(server_finding::severity::warning,
                 fmt::format("idle connections can sit longer than the server's wait_timeout "

@@ -21,6 +21,8 @@ std::string_view to_string(close_reason r) noexcept {
         return "discarded";
     case close_reason::pool_closed:
         return "pool_closed";
+    case close_reason::unanswered:
+        return "unanswered";
     }
     return "unknown";
 }

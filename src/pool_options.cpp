@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <stdexcept>
 
 namespace cloudmysql {
@@ -30,9 +31,10 @@ void pool_options::validate() const {
         reject(fmt::format("min_idle is {}; expected 0 to max_size ({})", min_idle, max_size));
     if (acquire_timeout < milliseconds(1) || acquire_timeout > hour)
         reject(fmt::format("acquire_timeout is {} ms; expected 1 ms to 1 h", ms(acquire_timeout)));
-    if (connect_timeout < seconds(1) || connect_timeout > hour)
-        reject(
-            fmt::format("connect_timeout is {} s; expected 1 s to 1 h", connect_timeout.count()));
+    if (connect_timeout && (*connect_timeout < seconds(1) || *connect_timeout > hour))
+        reject(fmt::format("connect_timeout is {} s; expected 1 s to 1 h (or unset: the connect "
+                           "options' own)",
+                           connect_timeout->count()));
     if (idle_timeout.count() != 0 && idle_timeout < seconds(1))
         reject(fmt::format("idle_timeout is {} ms; expected 0 (keep forever) or at least 1 s",
                            ms(idle_timeout)));
@@ -44,6 +46,8 @@ void pool_options::validate() const {
                            ms(max_lifetime_jitter), ms(max_lifetime / 2)));
     if (validate_after_idle.count() < 0)
         reject("validate_after_idle is negative; expected 0 (always) or more");
+    if (check_timeout < milliseconds(100) || check_timeout > hour)
+        reject(fmt::format("check_timeout is {} ms; expected 100 ms to 1 h", ms(check_timeout)));
     if (keepalive_interval.count() != 0 && keepalive_interval < seconds(1))
         reject(fmt::format("keepalive_interval is {} ms; expected 0 (off) or at least 1 s",
                            ms(keepalive_interval)));
@@ -59,6 +63,13 @@ void pool_options::validate() const {
         reject(fmt::format("breaker_threshold is {}; expected 0 (off) to 1000", breaker_threshold));
     if (leak_threshold.count() < 0)
         reject("leak_threshold is negative; expected 0 (off) or more");
+}
+
+void pool_options::notify(const pool_notice& notice) const {
+    if (on_notice)
+        on_notice(notice);
+    else
+        std::fprintf(stderr, "cloudmysql pool: %s\n", notice.message.c_str());
 }
 
 } // namespace cloudmysql

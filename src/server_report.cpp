@@ -252,10 +252,11 @@ std::string setting_text(std::chrono::milliseconds value, std::string_view zero_
 deployment_check idle_below_wait_timeout(const deployment& d, std::optional<std::int64_t> wait) {
     deployment_check c{"wait_timeout", outcome::unknown, {}};
     const std::chrono::milliseconds silence =
-        longest_idle_silence(d.idle_timeout, d.keepalive_interval);
-    const std::string settings = fmt::format("idle_timeout {}, keepalive_interval {}",
-                                             setting_text(d.idle_timeout, "kept forever"),
-                                             setting_text(d.keepalive_interval, "off"));
+        longest_idle_silence(d.idle_timeout, d.keepalive_interval, d.min_idle);
+    const std::string settings = fmt::format(
+        "idle_timeout {}, keepalive_interval {}{}", setting_text(d.idle_timeout, "kept forever"),
+        setting_text(d.keepalive_interval, "off"),
+        d.min_idle > 0 ? fmt::format(", min_idle {} kept open", d.min_idle) : "");
     const std::string idle =
         silence.count() == 0
             ? fmt::format("an idle connection is never pinged or closed ({})", settings)
@@ -282,10 +283,10 @@ deployment_check idle_below_wait_timeout(const deployment& d, std::optional<std:
 
 } // namespace
 
-std::chrono::milliseconds
-longest_idle_silence(std::chrono::milliseconds idle_timeout,
-                     std::chrono::milliseconds keepalive_interval) noexcept {
-    if (idle_timeout.count() == 0)
+std::chrono::milliseconds longest_idle_silence(std::chrono::milliseconds idle_timeout,
+                                               std::chrono::milliseconds keepalive_interval,
+                                               std::size_t min_idle) noexcept {
+    if (idle_timeout.count() == 0 || min_idle > 0)
         return keepalive_interval;
     if (keepalive_interval.count() == 0)
         return idle_timeout;

@@ -13,6 +13,7 @@
 // Exit codes: 0 report made (and the verdict passes), 1 the verdict fails, 2 bad usage or the
 // server could not be reached (the message says why and what to do). The password is never
 // printed.
+#include "../common/command_line.hpp"
 #include "../common/json_string.hpp"
 
 #include <cloudmysql/connection.hpp>
@@ -21,7 +22,6 @@
 
 #include <fmt/format.h>
 
-#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <optional>
@@ -33,101 +33,59 @@
 
 namespace {
 
+using cloudmysql_examples::command_line;
 using cloudmysql_examples::json_string;
+using cloudmysql_examples::usage_error;
 
-constexpr std::string_view usage_text =
-    R"(usage: cloudmysql-doctor [--url URL] [--password-command CMD] [--json]
-                         [--instances N --pool-size M [--idle-timeout SECONDS]
-                          [--keepalive-interval SECONDS] [--max-lifetime SECONDS]
-                          [--reserve N]]
-  --url URL                 mysql://USER:PASSWORD@HOST[:PORT]/DB?ssl-mode=...; default:
-                            the CLOUDMYSQL_URL environment variable
-  --password-command CMD    run CMD for the password (an Azure Entra or Cloud SQL IAM token);
-                            needs ssl-mode=VERIFY_CA or VERIFY_IDENTITY, or a unix socket
-  --instances N             copies of the program that will run, each with its own pool
-  --pool-size M             each pool's max_size
-  --idle-timeout SECONDS    the pools' idle_timeout (default 600; 0: kept forever)
-  --keepalive-interval SECONDS
-                            how often the pools ping idle connections (default 120; 0: off);
-                            this or --idle-timeout must be below the server's wait_timeout
-  --max-lifetime SECONDS    the pools' max_lifetime (default 1800; 0: no limit); shown only:
-                            wait_timeout limits idle time, not a connection's age
-  --reserve N               connections kept for admin sessions and migrations (default 3)
-  --json                    one JSON object instead of the report for people
-Exit codes: 0 ok (the verdict passes), 1 the verdict fails, 2 bad usage or no connection.
-)";
-
-struct usage_error : std::invalid_argument {
-    using std::invalid_argument::invalid_argument;
-};
-
-struct command_line {
-    std::string url; // empty: CLOUDMYSQL_URL
+struct settings {
+    std::string url; // unless given: CLOUDMYSQL_URL
+    bool url_given = false;
     std::string password_command;
     bool json = false;
     std::optional<std::uint64_t> instances, pool_size, max_lifetime, idle_timeout,
         keepalive_interval, reserve;
 };
 
-std::uint64_t number(std::string_view option, std::string_view text, std::uint64_t lo,
-                     std::uint64_t hi) {
-    std::uint64_t n = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n < lo || n > hi)
-        throw usage_error(
-            fmt::format("{} needs a whole number from {} to {}, not '{}'", option, lo, hi, text));
-    return n;
+void declare(command_line& cl, settings& s) {
+    cl.text("--url", s.url,
+            "mysql://USER:PASSWORD@HOST[:PORT]/DB?ssl-mode=...; default: the CLOUDMYSQL_URL "
+            "environment variable",
+            "URL");
+    cl.text("--password-command", s.password_command,
+            "run CMD for the password (an Azure Entra or Cloud SQL IAM token); needs "
+            "ssl-mode=VERIFY_CA or VERIFY_IDENTITY, or a unix socket",
+            "CMD");
+    cl.number("--instances", s.instances, 1, 100000,
+              "copies of the program that will run, each with its own pool");
+    cl.number("--pool-size", s.pool_size, 1, 10000, "each pool's max_size", "M");
+    cl.number("--idle-timeout", s.idle_timeout, 0, 604800,
+              "the pools' idle_timeout (default 600; 0: kept forever)", "SECONDS");
+    cl.number("--keepalive-interval", s.keepalive_interval, 0, 604800,
+              "how often the pools ping idle connections (default 120; 0: off); this or "
+              "--idle-timeout must be below the server's wait_timeout",
+              "SECONDS");
+    cl.number("--max-lifetime", s.max_lifetime, 0, 604800,
+              "the pools' max_lifetime (default 1800; 0: no limit); shown only: wait_timeout "
+              "limits idle time, not a connection's age",
+              "SECONDS");
+    cl.number("--reserve", s.reserve, 0, 100000,
+              "connections kept for admin sessions and migrations (default 3)");
+    cl.flag("--json", s.json, "one JSON object instead of the report for people");
 }
 
-command_line parse(int argc, char** argv) {
-    command_line cl;
-    struct numeric {
-        std::string_view name;
-        std::optional<std::uint64_t>* target;
-        std::uint64_t lo, hi;
-    };
-    const numeric numbers[] = {{"--instances", &cl.instances, 1, 100000},
-                               {"--pool-size", &cl.pool_size, 1, 10000},
-                               {"--max-lifetime", &cl.max_lifetime, 0, 604800},
-                               {"--idle-timeout", &cl.idle_timeout, 0, 604800},
-                               {"--keepalive-interval", &cl.keepalive_interval, 0, 604800},
-                               {"--reserve", &cl.reserve, 0, 100000}};
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc)
-                throw usage_error(fmt::format("{} needs a value", arg));
-            return argv[++i];
-        };
-        bool matched = false;
-        for (const auto& n : numbers)
-            if (arg == n.name) {
-                *n.target = number(arg, value(), n.lo, n.hi);
-                matched = true;
-            }
-        if (matched)
-            continue;
-        if (arg == "--json")
-            cl.json = true;
-        else if (arg == "--url")
-            cl.url = value();
-        else if (arg == "--password-command")
-            cl.password_command = value();
-        else
-            throw usage_error(fmt::format("unknown argument '{}'", arg));
-    }
-    if (cl.instances.has_value() != cl.pool_size.has_value())
+void check(const command_line& cl, settings& s) {
+    cl.allow_positionals(0, "options only");
+    s.url_given = cl.given("--url");
+    if (s.instances.has_value() != s.pool_size.has_value())
         throw usage_error("a verdict needs both --instances and --pool-size");
-    if (!cl.instances &&
-        (cl.max_lifetime || cl.idle_timeout || cl.keepalive_interval || cl.reserve))
+    if (!s.instances && (s.max_lifetime || s.idle_timeout || s.keepalive_interval || s.reserve))
         throw usage_error("--idle-timeout, --keepalive-interval, --max-lifetime and --reserve go "
                           "with --instances and --pool-size");
-    return cl;
 }
 
-cloudmysql::connect_options target_of(const command_line& cl) {
-    auto opts = cl.url.empty() ? cloudmysql::connect_options::from_env()
-                               : cloudmysql::connect_options::from_url(cl.url);
+cloudmysql::connect_options target_of(const settings& cl) {
+    auto opts = cl.url_given ? cloudmysql::connect_options::from_url(cl.url)
+                             : cloudmysql::connect_options::from_env();
     if (!opts)
         throw usage_error("no server given: pass --url mysql://USER:PASSWORD@HOST/DB or set "
                           "CLOUDMYSQL_URL");
@@ -137,7 +95,7 @@ cloudmysql::connect_options target_of(const command_line& cl) {
     return *opts;
 }
 
-cloudmysql::deployment deployment_of(const command_line& cl) {
+cloudmysql::deployment deployment_of(const settings& cl) {
     cloudmysql::deployment d;
     d.instances = static_cast<std::size_t>(*cl.instances);
     d.pool_size = static_cast<std::size_t>(*cl.pool_size);
@@ -279,7 +237,7 @@ int failure(bool as_json, std::string_view message, std::string_view cls,
             std::string_view hint = {}) {
     fmt::print(stderr, "cloudmysql-doctor: {}\n", message);
     if (!hint.empty())
-        fmt::print(stderr, "({})\n", hint);
+        fmt::print(stderr, "{}\n", hint);
     if (as_json)
         fmt::print(R"({{"error":{{"message":{},"class":"{}"}}}})"
                    "\n",
@@ -288,13 +246,21 @@ int failure(bool as_json, std::string_view message, std::string_view cls,
 }
 
 int run(int argc, char** argv, bool as_json) {
-    command_line cl;
+    settings cl;
+    command_line args("cloudmysql-doctor", "[OPTIONS]",
+                      "cloudmysql-doctor: what a server really runs with, and whether a "
+                      "deployment of pools fits it",
+                      "Exit codes: 0 ok (the verdict passes), 1 the verdict fails, 2 bad usage or "
+                      "no connection.");
+    declare(args, cl);
     cloudmysql::connect_options opts;
     try {
-        cl = parse(argc, argv);
+        if (!args.parse(argc, argv))
+            return 0; // --help
+        check(args, cl);
         opts = target_of(cl);
     } catch (const std::invalid_argument& e) { // usage_error, or a URL that does not parse
-        return failure(as_json, e.what(), "usage", "cloudmysql-doctor --help lists the options");
+        return failure(as_json, e.what(), "usage", args.short_usage());
     }
 
     try {
@@ -329,14 +295,8 @@ int run(int argc, char** argv, bool as_json) {
 int main(int argc, char** argv) {
     // --json is looked for first, so that a usage error is a JSON object on stdout too.
     bool as_json = false;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (arg == "--help" || arg == "-h") {
-            fmt::print("{}", usage_text);
-            return 0;
-        }
-        as_json = as_json || arg == "--json";
-    }
+    for (int i = 1; i < argc; ++i)
+        as_json = as_json || std::string_view(argv[i]) == "--json";
     try {
         return run(argc, argv, as_json);
     } catch (const std::exception& e) { // anything else (out of memory, a bug): no abort

@@ -12,6 +12,7 @@
 //
 // Exit codes: 0 done, 1 failed (the message says why and what to do; verify found problems),
 // 2 bad usage. Times are UTC: this program's sessions run with time_zone '+00:00'.
+#include "../common/command_line.hpp"
 #include "../common/json_string.hpp"
 
 #include <cloudmysql/clinic/schema.hpp>
@@ -23,9 +24,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -35,9 +36,10 @@
 
 namespace {
 
-constexpr std::string_view usage_text =
-    R"(usage: cloudmysql-migrate [--url URL] [--password-command CMD] [--json]
-                          [--lock-timeout SECONDS] [--history-table NAME] COMMAND [ARGS]
+using cloudmysql_examples::command_line;
+using cloudmysql_examples::usage_error;
+
+constexpr std::string_view commands_text = R"(Commands:
   status                     each migration and where the database stands
   up [--to V]                apply pending migrations (all, or up to version V)
   down [--steps N | --to V]  revert the newest N migrations (default 1), or all above V
@@ -46,18 +48,11 @@ constexpr std::string_view usage_text =
                              the latest); with --from, no server is needed
   baseline V                 record 1..V as applied without running them (existing schema)
   verify                     check the database against this program; exit 1 on problems
-The URL comes from --url or CLOUDMYSQL_URL: mysql://USER:PASSWORD@HOST[:PORT]/DATABASE
---password-command CMD runs CMD for the password (an Azure Entra or Cloud SQL IAM token); it
-needs ssl-mode=VERIFY_CA or VERIFY_IDENTITY, or a unix socket.
-)";
+Exit codes: 0 done, 1 failed (the message says why), 2 bad usage.)";
 
-// A bad command line: exit 2 with a short usage text, as for a bad URL or option value.
-struct usage_error : std::invalid_argument {
-    using std::invalid_argument::invalid_argument;
-};
-
-struct command_line {
-    std::string url; // empty: CLOUDMYSQL_URL
+struct settings {
+    std::string url; // unless given: CLOUDMYSQL_URL
+    bool url_given = false;
     std::string password_command;
     bool json = false;
     std::string history_table;
@@ -65,78 +60,58 @@ struct command_line {
     std::optional<std::uint64_t> lock_timeout, to, from, steps, version;
 };
 
-std::uint64_t number(std::string_view option, std::string_view text) {
-    std::uint64_t n = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size())
-        throw usage_error(fmt::format("{} needs a whole number, not '{}'", option, text));
-    return n;
+void declare(command_line& cl, settings& s) {
+    constexpr auto any = std::numeric_limits<std::uint64_t>::max();
+    cl.text("--url", s.url,
+            "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE; default: the CLOUDMYSQL_URL "
+            "environment variable",
+            "URL");
+    cl.text("--password-command", s.password_command,
+            "run CMD for the password (an Azure Entra or Cloud SQL IAM token); needs "
+            "ssl-mode=VERIFY_CA or VERIFY_IDENTITY, or a unix socket",
+            "CMD");
+    cl.flag("--json", s.json, "one JSON document on stdout instead of text for people");
+    cl.number("--lock-timeout", s.lock_timeout, 0, 3600,
+              "how long to wait for another migrator's lock (default 60)", "SECONDS");
+    cl.text("--history-table", s.history_table,
+            "the history table's name (default cloudmysql_schema_history)", "NAME");
+    cl.number("--to", s.to, 0, any, "up, down or sql: the version to end at", "V");
+    cl.number("--from", s.from, 0, any, "sql: the version to start from", "V");
+    cl.number("--steps", s.steps, 1, any, "down: how many migrations to revert", "N");
 }
 
-// Which command takes which option.
-void check(const command_line& cl) {
-    const std::string& c = cl.command;
+// Which command takes which option and argument.
+void check(const command_line& cl, settings& s) {
+    const auto& args = cl.positionals();
     constexpr std::string_view commands[] = {"status", "up",       "down",  "history",
                                              "sql",    "baseline", "verify"};
-    if (std::find(std::begin(commands), std::end(commands), c) == std::end(commands))
-        throw usage_error(c.empty() ? "no command given" : fmt::format("unknown command '{}'", c));
-    if (cl.to && c != "up" && c != "down" && c != "sql")
-        throw usage_error("--to goes with up, down or sql");
-    if ((cl.from && c != "sql") || (cl.steps && c != "down"))
-        throw usage_error("--from goes with sql, --steps with down");
-    if (cl.steps && cl.to)
-        throw usage_error("down takes --steps or --to, not both");
-    if (cl.steps == 0u)
-        throw usage_error("--steps must be 1 or more");
-    if (cl.lock_timeout > 3600u)
-        throw usage_error("--lock-timeout must be 0 to 3600 seconds");
-    if (c == "baseline" && !cl.version)
-        throw usage_error("baseline needs a version: baseline V");
-}
-
-command_line parse(int argc, char** argv) {
-    command_line cl;
-    const std::pair<std::string_view, std::optional<std::uint64_t>*> numbers[] = {
-        {"--lock-timeout", &cl.lock_timeout},
-        {"--to", &cl.to},
-        {"--from", &cl.from},
-        {"--steps", &cl.steps}};
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc)
-                throw usage_error(fmt::format("{} needs a value", arg));
-            return argv[++i];
-        };
-        const auto numeric = std::find_if(std::begin(numbers), std::end(numbers),
-                                          [&](const auto& n) { return n.first == arg; });
-        if (numeric != std::end(numbers))
-            *numeric->second = number(arg, value());
-        else if (arg == "--json")
-            cl.json = true;
-        else if (arg == "--url")
-            cl.url = value();
-        else if (arg == "--password-command")
-            cl.password_command = value();
-        else if (arg == "--history-table")
-            cl.history_table = value();
-        else if (arg.size() > 1 && arg[0] == '-')
-            throw usage_error(fmt::format("unknown option {}", arg));
-        else if (cl.command.empty())
-            cl.command = arg;
-        else if (cl.command == "baseline" && !cl.version)
-            cl.version = number("baseline", arg);
-        else
-            throw usage_error(fmt::format("unexpected argument '{}'", arg));
+    if (args.empty())
+        throw usage_error("no command given");
+    s.command = args.front();
+    // The command is not quoted: a mistyped argument may be a password.
+    if (std::find(std::begin(commands), std::end(commands), s.command) == std::end(commands))
+        throw usage_error("unknown command; expected status, up, down, history, sql, baseline "
+                          "or verify");
+    const std::string_view c = s.command;
+    cl.allow_positionals(c == "baseline" ? 2 : 1, "a command, and a version after baseline");
+    if (c == "baseline") {
+        if (args.size() < 2)
+            throw usage_error("baseline needs a version: baseline V");
+        s.version = command_line::whole_number(
+            args[1], 0, std::numeric_limits<std::uint64_t>::max(), "baseline");
     }
-    check(cl);
-    return cl;
+    if (s.to && c != "up" && c != "down" && c != "sql")
+        throw usage_error("--to goes with up, down or sql");
+    if ((s.from && c != "sql") || (s.steps && c != "down"))
+        throw usage_error("--from goes with sql, --steps with down");
+    if (s.steps && s.to)
+        throw usage_error("down takes --steps or --to, not both");
 }
 
 // The database to migrate. `sql --from` needs no server: a stand-in names the database then.
-cloudmysql::connect_options target_of(const command_line& cl) {
-    auto opts = cl.url.empty() ? cloudmysql::connect_options::from_env()
-                               : cloudmysql::connect_options::from_url(cl.url);
+cloudmysql::connect_options target_of(const settings& cl) {
+    auto opts = cl.url_given ? cloudmysql::connect_options::from_url(cl.url)
+                             : cloudmysql::connect_options::from_env();
     if (opts && opts->database.empty())
         throw usage_error("the URL names no database, and migrations apply to one: add it as "
                           "the path, mysql://USER:PASSWORD@HOST/DATABASE");
@@ -401,7 +376,7 @@ int verify(cloudmysql::migrator& mig, bool as_json) {
     return problems.empty() ? 0 : 1;
 }
 
-int dispatch(const command_line& cl, cloudmysql::migrator& mig, progress_printer& progress) {
+int dispatch(const settings& cl, cloudmysql::migrator& mig, progress_printer& progress) {
     const std::string& c = cl.command;
     if (c == "status")
         return status(mig, cl.json);
@@ -445,40 +420,38 @@ int failure(bool as_json, std::string_view message, std::string_view cls, int co
 } // namespace
 
 int main(int argc, char** argv) {
-    const std::vector<std::string_view> args(argv + 1, argv + argc);
-    if (std::find_if(args.begin(), args.end(), [](auto a) { return a == "--help" || a == "-h"; }) !=
-        args.end()) {
-        fmt::print("{}", usage_text);
-        return 0;
-    }
-    command_line cl;
+    settings s;
+    command_line cl("cloudmysql-migrate", "[OPTIONS] COMMAND [ARGS]",
+                    "cloudmysql-migrate: apply, revert and inspect the clinic schema's migrations",
+                    std::string(commands_text));
+    declare(cl, s);
     std::optional<cloudmysql::migrator> mig;
     progress_printer progress(false);
     try {
-        cl = parse(argc, argv);
-        progress = progress_printer(cl.json);
+        if (!cl.parse(argc, argv))
+            return 0; // --help
+        check(cl, s);
+        s.url_given = cl.given("--url");
+        progress = progress_printer(s.json);
         cloudmysql::migrator_options options;
-        if (!cl.history_table.empty())
-            options.history_table = cl.history_table;
-        if (cl.lock_timeout)
-            options.lock_timeout = std::chrono::seconds(*cl.lock_timeout);
+        if (!s.history_table.empty())
+            options.history_table = s.history_table;
+        if (s.lock_timeout)
+            options.lock_timeout = std::chrono::seconds(*s.lock_timeout);
         options.on_progress = [&progress](const cloudmysql::migration_event& e) { progress(e); };
-        mig.emplace(target_of(cl), cloudmysql::clinic::migrations(), std::move(options));
+        mig.emplace(target_of(s), cloudmysql::clinic::migrations(), std::move(options));
     } catch (const std::invalid_argument& e) { // usage_error, or a bad URL or option value
-        fmt::print(stderr,
-                   "cloudmysql-migrate: {}\nusage: cloudmysql-migrate [--url URL] [--json] "
-                   "[OPTIONS] status|up|down|history|sql|baseline|verify [ARGS]; --help for more\n",
-                   e.what());
+        fmt::print(stderr, "cloudmysql-migrate: {}\n{}\n", e.what(), cl.short_usage());
         return 2;
     }
 
     try {
-        return dispatch(cl, *mig, progress);
+        return dispatch(s, *mig, progress);
     } catch (const cloudmysql::database_error& e) {
         progress.interrupted();
-        return failure(cl.json, e.what(), to_string(e.error_class()), e.get_error_code().value());
+        return failure(s.json, e.what(), to_string(e.error_class()), e.get_error_code().value());
     } catch (const std::invalid_argument& e) { // a version that no migration has
         progress.interrupted();
-        return failure(cl.json, e.what(), "bad_input", 0);
+        return failure(s.json, e.what(), "bad_input", 0);
     }
 }

@@ -15,27 +15,30 @@
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
 #include <utility>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <source_location>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace cloudmysql {
@@ -71,6 +74,18 @@ concept connector_tracks_resets = requires(const C& c, const typename C::connect
     noexcept->std::same_as<bool>;
 };
 
+/// Optional for a pool_connector: `void interrupt(const connection_type&) noexcept`, which makes
+/// an operation blocked on the connection in another thread return soon with an error (for
+/// cloudmysql::connection, the socket is shut down). The pool calls it, under its own lock, on
+/// a ping or reset of its own that had no answer within check_timeout; it must not block.
+/// Without it, such a check is still reported, but goes on until the connection's own
+/// timeouts end it.
+template <class C>
+concept connector_interrupts = requires(const C& c, const typename C::connection_type& conn) {
+    { c.interrupt(conn) }
+    noexcept;
+};
+
 /// Selects the constructor that starts no threads: the caller runs the pool's work with
 /// poll(), run_one_job() and run_timers(). For tests with a fake clock.
 struct manual_drive_t {
@@ -84,8 +99,10 @@ inline constexpr manual_drive_t manual_drive{};
 /// lifetime, keepalive, connect backoff with a breaker, failover handling and metrics.
 ///
 /// Thread-safe: acquire from any thread. Blocking work (connect, ping, reset, close) runs on
-/// max_connecting + 2 pool threads, so a connect storm never starves resets; one more thread
-/// keeps time. Destroying the pool closes it; connections still leased close when returned.
+/// max_connecting + 2 pool threads, so a connect storm never starves resets, and one more
+/// thread keeps time; or, with the executor constructor, on an executor of the program's and
+/// no thread of the pool's own. Destroying the pool closes it; connections still leased close
+/// when returned.
 template <pool_connector Connector, class Clock = std::chrono::steady_clock>
 class basic_pool {
     struct state;
@@ -151,6 +168,19 @@ public:
     basic_pool(pool_options options, Connector connector)
             : state_(std::make_shared<state>(std::move(options), std::move(connector), false)) {
         state_->start_threads();
+    }
+    /// Runs the pool's blocking work (connect, ping, reset, close) on `executor` and keeps time
+    /// with a timer on it: the pool starts no thread of its own. A job blocks the thread that
+    /// runs it for up to connect_timeout or check_timeout, so give the pool an executor meant
+    /// for blocking work (a boost::asio::thread_pool, sized to max_connecting plus the resets
+    /// you expect at once), never the one that runs an event loop. The executor must outlive
+    /// the pool, and the pool must be destroyed outside the executor's threads: destruction
+    /// waits for the jobs under way.
+    basic_pool(pool_options options, Connector connector,
+               boost::asio::any_io_executor executor) requires
+        std::same_as<Clock, std::chrono::steady_clock>
+            : state_(std::make_shared<state>(std::move(options), std::move(connector), false)) {
+        state_->use_executor(std::move(executor));
     }
     /// A pool whose work the caller runs by hand (poll()); for tests.
     basic_pool(pool_options options, Connector connector, manual_drive_t)
@@ -281,11 +311,15 @@ private:
             std::source_location acquired_at;
             bool leak_reported = false;
             where_now where = where_now::idle;
+            // While busy with a ping or reset of the pool's own: since when, until when the
+            // server may take to answer (check_timeout), and whether the pool gave up on it.
+            time_point check_started_at{};
+            time_point check_deadline = time_point::max();
+            bool interrupted = false;
             typename std::list<slot>::iterator self;
         };
 
         struct waiter {
-            std::uint64_t ticket = 0;
             time_point enqueued_at{};
             time_point deadline{};
             std::source_location location;
@@ -303,6 +337,11 @@ private:
             rng_.seed(options_.random_seed ? *options_.random_seed : std::random_device{}());
         }
 
+        // ---- what the pool tells the program ------------------------------------------------
+
+        // Runs outside the mutex, like every user callback.
+        void notify(const pool_notice& notice) const { options_.notify(notice); }
+
         // ---- threads ----------------------------------------------------------------------
 
         void start_threads() {
@@ -312,14 +351,27 @@ private:
             threads_.emplace_back([this] { timer_loop(); });
         }
 
+        // The executor constructor: jobs go to `executor`, time is kept by a timer on it.
+        void use_executor(boost::asio::any_io_executor executor) {
+            executor_.emplace(std::move(executor));
+            timer_ = std::make_unique<boost::asio::steady_timer>(*executor_);
+        }
+
         void shut_down() {
             close();
             {
-                std::lock_guard lock(mutex_);
+                std::unique_lock lock(mutex_);
                 stopping_ = true;
                 // From here on, a connection that comes back is closed by whoever returns
                 // it: the workers only drain what is already queued.
                 stopped_ = true;
+                if (timer_) {
+                    timer_->cancel();
+                    // Jobs under way (their connectors may use what the program destroys
+                    // next) finish before the pool is gone.
+                    jobs_done_cv_.wait(lock, [this] { return jobs_running_ == 0; });
+                    timer_.reset(); // while the executor is still there
+                }
             }
             jobs_cv_.notify_all();
             timer_cv_.notify_all();
@@ -367,15 +419,57 @@ private:
             }
         }
 
-        // Wakes the timer thread when something is due before what it sleeps towards.
+        // Wakes the timer (thread, or timer on the executor) when something is due before what
+        // it waits for.
         void poke_timer(time_point when) {
-            if (!manual_ && when < timer_target_) {
-                timer_target_ = when;
+            if (manual_ || stopping_ || when >= timer_target_)
+                return;
+            timer_target_ = when;
+            if (timer_)
+                arm_timer(when);
+            else
                 timer_cv_.notify_one();
+        }
+
+        // Executor mode, under the mutex: the timer fires at `when` (a wait for a later moment
+        // is cancelled).
+        void arm_timer(time_point when) {
+            if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+                timer_->expires_at(when);
+                timer_->async_wait(
+                    [self = this->shared_from_this()](const boost::system::error_code& ec) {
+                        if (!ec)
+                            self->on_timer();
+                    });
             }
         }
 
+        // Executor mode: what timer_loop() does on each wake-up.
+        void on_timer() {
+            actions out;
+            {
+                std::lock_guard lock(mutex_);
+                if (stopping_)
+                    return;
+                timer_target_ = time_point::max();
+                maintenance(Clock::now(), out);
+                poke_timer(next_wakeup());
+            }
+            run(out);
+        }
+
         void push_job(action job) {
+            if (executor_) {
+                ++jobs_running_;
+                boost::asio::post(
+                    *executor_, [self = this->shared_from_this(), job = std::move(job)]() mutable {
+                        job();
+                        std::lock_guard lock(self->mutex_);
+                        if (--self->jobs_running_ == 0)
+                            self->jobs_done_cv_.notify_all();
+                    });
+                return;
+            }
             jobs_.push_back(std::move(job));
             if (!manual_)
                 jobs_cv_.notify_one();
@@ -521,14 +615,13 @@ private:
                     deliveries_.push_back(fail_action(std::move(complete), client_errc::pool_closed,
                                                       pool_closed_diagnostics()));
                 } else if (breaker_open_ && opening_ == 0 && now < next_connect_at_ &&
-                           idle_.empty()) {
+                           live() == 0) {
                     ++metrics_.breaker_rejections;
                     deliveries_.push_back(fail_action(std::move(complete),
                                                       client_errc::server_unavailable,
                                                       breaker_diagnostics(now)));
                 } else {
                     auto w = std::make_unique<waiter>();
-                    w->ticket = next_ticket_++;
                     w->enqueued_at = now;
                     w->deadline =
                         now + std::chrono::duration_cast<duration>(options_.acquire_timeout);
@@ -547,6 +640,8 @@ private:
         void dispatch(time_point now, actions& out) {
             if (closed_)
                 return;
+            if (breaker_open_ && live() == 0 && opening_ == 0 && now < next_connect_at_)
+                fail_waiters_breaker(now); // the last connection that could serve them is gone
             while (!waiters_.empty() && !idle_.empty()) {
                 slot* s = idle_.back();
                 idle_.pop_back();
@@ -555,7 +650,7 @@ private:
                     continue;
                 }
                 if (needs_validation(*s, now)) {
-                    start_ping(s, true);
+                    start_ping(s, now, true);
                     continue;
                 }
                 hand_out(s, now);
@@ -574,6 +669,13 @@ private:
             }
             if (to_open > 0 && now < next_connect_at_)
                 poke_timer(next_connect_at_);
+        }
+
+        // Connections the pool holds that can serve a waiter now or soon: idle, leased, or busy
+        // with a check. While there is one, a waiter waits for it whatever the connect errors:
+        // a server that refuses new sessions may still be serving these.
+        std::size_t live() const noexcept {
+            return idle_.size() + leased_ + validating_ + resetting_ + keepalive_pings_;
         }
 
         bool can_open(time_point now) const {
@@ -620,6 +722,7 @@ private:
 
         void start_connect(time_point now) {
             ++opening_;
+            connects_started_.insert(now);
             push_job([this, started = now] {
                 error_code ec;
                 diagnostics diag;
@@ -635,10 +738,12 @@ private:
                 std::lock_guard lock(mutex_);
                 const time_point now = Clock::now();
                 --opening_;
+                connects_started_.erase(connects_started_.find(started));
                 if (ec) {
                     connect_failed(ec, std::move(diag), now);
                 } else {
                     consecutive_failures_ = 0;
+                    breaker_failures_ = 0;
                     breaker_open_ = false;
                     next_connect_at_ = time_point::min();
                     ++metrics_.created;
@@ -665,23 +770,31 @@ private:
         void connect_failed(const error_code& ec, diagnostics diag, time_point now) {
             ++metrics_.connect_failures;
             ++consecutive_failures_;
+            // A full server (too many connections) is up and serving: it slows the pool's
+            // growth (backoff) but never opens the breaker.
+            if (diag.error_class() != error_class::server_full)
+                ++breaker_failures_;
             last_error_ = ec;
             last_error_diag_ = std::move(diag);
             last_error_at_ = now;
             next_connect_at_ = now + backoff_delay();
             poke_timer(next_connect_at_);
-            if (options_.breaker_threshold > 0 &&
-                consecutive_failures_ >= options_.breaker_threshold) {
+            if (options_.breaker_threshold > 0 && breaker_failures_ >= options_.breaker_threshold)
                 breaker_open_ = true;
-                // Nobody should wait for a server that is known to be down.
-                while (!waiters_.empty()) {
-                    auto w = std::move(waiters_.front());
-                    waiters_.pop_front();
-                    ++metrics_.breaker_rejections;
-                    deliveries_.push_back(fail_action(std::move(w->complete),
-                                                      client_errc::server_unavailable,
-                                                      breaker_diagnostics(now)));
-                }
+            // Nobody should wait for a server that is known to be down, unless the pool holds
+            // a connection that can still serve them.
+            if (breaker_open_ && live() == 0)
+                fail_waiters_breaker(now);
+        }
+
+        void fail_waiters_breaker(time_point now) {
+            while (!waiters_.empty()) {
+                auto w = std::move(waiters_.front());
+                waiters_.pop_front();
+                ++metrics_.breaker_rejections;
+                deliveries_.push_back(fail_action(std::move(w->complete),
+                                                  client_errc::server_unavailable,
+                                                  breaker_diagnostics(now)));
             }
         }
 
@@ -718,31 +831,46 @@ private:
             poke_timer(next);
         }
 
-        // A ping: to validate before handing out, or to keep an idle connection alive.
-        void start_ping(slot* s, bool validating) {
+        // The connection is busy with a ping or reset of the pool's own, which the server has
+        // check_timeout to answer (maintenance() interrupts it after that).
+        void begin_check(slot* s, time_point now, std::size_t& counter) {
             s->where = where_now::busy;
-            if (validating)
-                ++validating_;
-            push_job([this, s, validating] {
+            s->check_started_at = now;
+            s->check_deadline = now + std::chrono::duration_cast<duration>(options_.check_timeout);
+            s->interrupted = false;
+            ++counter;
+            poke_timer(s->check_deadline);
+        }
+
+        // A ping: to validate before handing out, or to keep an idle connection alive.
+        void start_ping(slot* s, time_point now, bool validating) {
+            std::size_t& counter = validating ? validating_ : keepalive_pings_;
+            begin_check(s, now, counter);
+            push_job([this, s, &counter] {
                 error_code ec;
                 diagnostics diag;
                 connector_.ping(s->conn, ec, diag);
-                check_done(s, ec, diag, validating ? &validating_ : nullptr);
+                check_done(s, ec, diag, counter);
             });
         }
 
         // The end of a ping or a reset: the connection is good (serve a waiter or go idle),
         // or it is closed, and if it died of a failover the older ones go with it.
-        // `in_flight` is the counter this check was counted in, if any.
+        // `in_flight` is the counter this check was counted in.
         void check_done(slot* s, const error_code& ec, const diagnostics& diag,
-                        std::size_t* in_flight) {
+                        std::size_t& in_flight) {
             actions out;
             {
                 std::lock_guard lock(mutex_);
                 const time_point now = Clock::now();
-                if (in_flight != nullptr)
-                    --*in_flight;
-                if (ec) {
+                --in_flight;
+                s->check_deadline = time_point::max();
+                if (s->interrupted) {
+                    // Abandoned after check_timeout, whatever came back since: the session's
+                    // state is unknown. Older connections stay; each has its own deadline.
+                    last_unanswered_at_ = now;
+                    begin_close(s, close_reason::unanswered, out);
+                } else if (ec) {
                     retire_older_if_failover(*s, diag.error_class(), out);
                     begin_close(s, close_reason::broken, out);
                 } else if (closed_) {
@@ -835,13 +963,12 @@ private:
                     else
                         make_idle(s);
                 } else {
-                    s->where = where_now::busy;
-                    ++resetting_;
+                    begin_check(s, now, resetting_);
                     push_job([this, s] {
                         error_code ec;
                         diagnostics diag;
                         connector_.reset(s->conn, ec, diag);
-                        check_done(s, ec, diag, &resetting_);
+                        check_done(s, ec, diag, resetting_);
                     });
                 }
                 dispatch(now, out);
@@ -882,7 +1009,7 @@ private:
                         --idle_count;
                     } else if (options_.keepalive_interval.count() > 0 &&
                                idle_for >= options_.keepalive_interval) {
-                        start_ping(s, false);
+                        start_ping(s, now, false);
                     } else {
                         keep.push_back(s);
                     }
@@ -890,7 +1017,21 @@ private:
                 idle_ = std::move(keep);
                 report_leaks(now, out);
             }
+            interrupt_overdue_checks(now);
             dispatch(now, out);
+        }
+
+        // A ping or reset the server has not answered within check_timeout: make it return
+        // (check_done() then closes the connection), so that a silent server never holds the
+        // pool's threads.
+        void interrupt_overdue_checks(time_point now) {
+            for (slot& s : slots_) {
+                if (s.where != where_now::busy || s.interrupted || now < s.check_deadline)
+                    continue;
+                s.interrupted = true;
+                if constexpr (connector_interrupts<Connector>)
+                    connector_.interrupt(std::as_const(s.conn));
+            }
         }
 
         void report_leaks(time_point now, actions& out) {
@@ -906,17 +1047,19 @@ private:
                     s.sequence,
                     std::chrono::duration_cast<std::chrono::milliseconds>(now - s.leased_at),
                     s.acquired_at};
-                out.push_back([handler = options_.on_leak, report] {
-                    if (handler)
-                        handler(report);
-                    else
-                        std::fprintf(stderr,
-                                     "cloudmysql pool: connection #%llu held for %lld ms "
-                                     "(leak_threshold), acquired at %s:%u in %s\n",
-                                     static_cast<unsigned long long>(report.connection_sequence),
-                                     static_cast<long long>(report.held_for.count()),
+                out.push_back([self = this->shared_from_this(), report] {
+                    if (self->options_.on_leak) {
+                        self->options_.on_leak(report);
+                        return;
+                    }
+                    self->notify(
+                        {pool_notice::kind::leak,
+                         fmt::format("connection #{} held for {} ms (leak_threshold), acquired at "
+                                     "{}:{} in {}",
+                                     report.connection_sequence, report.held_for.count(),
                                      report.acquired_at.file_name(), report.acquired_at.line(),
-                                     report.acquired_at.function_name());
+                                     report.acquired_at.function_name()),
+                         report});
                 });
             }
         }
@@ -942,11 +1085,14 @@ private:
                     next = std::min(next, s->last_used + std::chrono::duration_cast<duration>(
                                                              options_.keepalive_interval));
             }
-            if (options_.leak_threshold.count() > 0)
-                for (const slot& s : slots_)
-                    if (s.where == where_now::leased && !s.leak_reported)
-                        next = std::min(next, s.leased_at + std::chrono::duration_cast<duration>(
-                                                                options_.leak_threshold));
+            for (const slot& s : slots_) {
+                if (s.where == where_now::busy && !s.interrupted)
+                    next = std::min(next, s.check_deadline);
+                if (options_.leak_threshold.count() > 0 && s.where == where_now::leased &&
+                    !s.leak_reported)
+                    next = std::min(next, s.leased_at + std::chrono::duration_cast<duration>(
+                                                            options_.leak_threshold));
+            }
             return next;
         }
 
@@ -1043,12 +1189,24 @@ private:
                                                                : last_error_diag_.client_message());
         }
 
+        // Why a waiter got nothing by its deadline: what the pool saw during the wait, the most
+        // telling first.
         diagnostics exhausted_diagnostics(const waiter& w, time_point now) const {
-            const auto waited = std::chrono::duration<double>(now - w.enqueued_at).count();
-            const std::string counts =
-                fmt::format("{} of {} connections in use, {} opening, {} more requests waiting",
-                            leased_, options_.max_size, opening_, waiters_.size());
-            // A connect that failed during the wait is the cause: say it first.
+            using seconds_f = std::chrono::duration<double>;
+            const auto waited = seconds_f(now - w.enqueued_at).count();
+            const std::size_t checking = validating_ + resetting_ + keepalive_pings_;
+            const std::string counts = fmt::format(
+                "{} of {} connections in use, {} being checked, {} opening, {} more requests "
+                "waiting",
+                leased_, options_.max_size, checking, opening_, waiters_.size());
+            // Long for a ping, a reset or a connect to take: 1 s, or the whole wait if shorter.
+            const duration long_for =
+                std::min<duration>(std::chrono::seconds(1), now - w.enqueued_at);
+            const auto timeout = [](std::string text) {
+                return diagnostics(std::move(text), {}, {}, error_class::timeout);
+            };
+
+            // A connect that failed during the wait is the cause.
             if (last_error_ && last_error_at_ >= w.enqueued_at)
                 return diagnostics(
                     fmt::format("no connection within {:.1f} s (acquire_timeout) because "
@@ -1056,12 +1214,51 @@ private:
                                 waited, last_error_text(), counts),
                     last_error_diag_.server_message(), last_error_diag_.sqlstate(),
                     last_error_diag_.error_class());
-            return diagnostics(
-                fmt::format("pool exhausted: {}; waited {:.1f} s (acquire_timeout){}; return "
-                            "connections sooner, raise max_size if the server allows more, or "
-                            "look for leaks with leak_threshold",
-                            counts, waited, last_error_text()),
-                {}, {}, error_class::timeout);
+            // Connections held up in the pool's own checks: the server stopped answering.
+            const auto silent_for = longest_check(now, long_for);
+            if (silent_for || last_unanswered_at_ >= w.enqueued_at)
+                return timeout(fmt::format(
+                    "no connection within {:.1f} s (acquire_timeout): the server has not "
+                    "answered the pool's checks {}({}); it may be frozen or overloaded, or the "
+                    "network path to it down: a ping or reset without an answer within "
+                    "check_timeout ({} ms) is abandoned and its connection replaced",
+                    waited,
+                    silent_for ? fmt::format("for {:.1f} s ", seconds_f(*silent_for).count())
+                               : std::string("within check_timeout "),
+                    counts, options_.check_timeout.count()));
+            // A connect that neither succeeds nor fails.
+            if (!connects_started_.empty() && now - *connects_started_.begin() >= long_for)
+                return timeout(fmt::format(
+                    "no connection within {:.1f} s (acquire_timeout): the pool's connect to the "
+                    "server has gone {:.1f} s without an answer ({}); the server may be slow to "
+                    "accept sessions, frozen, or unreachable: a connect fails after its "
+                    "connect_timeout{}",
+                    waited, seconds_f(now - *connects_started_.begin()).count(), counts,
+                    last_error_text()));
+            // Earlier connects failed, and the next waits for its backoff.
+            if (consecutive_failures_ > 0 && leased_ + checking + opening_ < options_.max_size)
+                return timeout(fmt::format(
+                    "no connection within {:.1f} s (acquire_timeout): the last {} connects to "
+                    "the server failed, and the next waits for its backoff (up to backoff_max, "
+                    "{} ms){} ({})",
+                    waited, consecutive_failures_, options_.backoff_max.count(), last_error_text(),
+                    counts));
+            return timeout(fmt::format(
+                "pool exhausted: {}; waited {:.1f} s (acquire_timeout){}; return connections "
+                "sooner, raise max_size if the server allows more, or look for leaks with "
+                "leak_threshold",
+                counts, waited, last_error_text()));
+        }
+
+        // How long the oldest check still under way has gone without an answer, when that is
+        // at least `long_for`.
+        std::optional<duration> longest_check(time_point now, duration long_for) const {
+            std::optional<duration> longest;
+            for (const slot& s : slots_)
+                if (s.where == where_now::busy && now - s.check_started_at >= long_for)
+                    longest =
+                        std::max(longest.value_or(duration::zero()), now - s.check_started_at);
+            return longest;
         }
 
         diagnostics breaker_diagnostics(time_point now) const {
@@ -1103,14 +1300,17 @@ private:
         std::vector<slot*> idle_;                     // a stack: the most recently used on top
         std::deque<std::unique_ptr<waiter>> waiters_; // first come, first served
         std::size_t leased_ = 0;
-        std::size_t opening_ = 0;    // connects queued or running
-        std::size_t validating_ = 0; // pings that will serve a waiter
-        std::size_t resetting_ = 0;  // returned connections being reset
+        std::size_t opening_ = 0;                    // connects queued or running
+        std::multiset<time_point> connects_started_; // when each of them started
+        std::size_t validating_ = 0;                 // pings that will serve a waiter
+        std::size_t keepalive_pings_ = 0; // pings of idle connections (keepalive_interval)
+        std::size_t resetting_ = 0;       // returned connections being reset
         std::uint64_t next_sequence_ = 0;
         std::uint64_t retired_through_ = 0; // sequences up to this are retired (failover)
-        std::uint64_t next_ticket_ = 0;
+        time_point last_unanswered_at_ = time_point::min(); // a check abandoned (check_timeout)
 
-        std::size_t consecutive_failures_ = 0;
+        std::size_t consecutive_failures_ = 0; // connect failures in a row: the backoff
+        std::size_t breaker_failures_ = 0;     // those of them that say the server is down
         time_point next_connect_at_ = time_point::min();
         bool breaker_open_ = false;
         error_code last_error_;
@@ -1131,6 +1331,12 @@ private:
         std::condition_variable progress_cv_; // a connect finished (warm_up waits for it)
         time_point timer_target_ = time_point::max();
         std::vector<std::thread> threads_;
+        // Executor mode (the executor constructor): jobs are posted there, time is kept by a
+        // timer on it, and shut_down() waits for the jobs under way.
+        std::optional<boost::asio::any_io_executor> executor_;
+        std::unique_ptr<boost::asio::steady_timer> timer_;
+        std::size_t jobs_running_ = 0;
+        std::condition_variable jobs_done_cv_;
     };
 
     std::shared_ptr<state> state_;

@@ -31,12 +31,20 @@ std::string_view to_string(tls_mode mode) noexcept;
 /// TCP keepalive: after `idle` without traffic the kernel sends a probe every `interval`, and
 /// gives the connection up after `count` unanswered probes. It keeps idle connections alive
 /// through load balancers and NAT (Azure's drops flows idle for 4 minutes) and ends those whose
-/// path died silently. Unused over unix sockets.
+/// path died silently, also while a query waits for its answer: a live server's kernel answers
+/// the probes however long the query runs, a dead path does not. The same bound applies to
+/// what was sent and never acknowledged (TCP_USER_TIMEOUT, dead_path_limit()), which keepalive
+/// alone leaves to the kernel's retransmissions (about 15 minutes on Linux). With the
+/// defaults, a dead network path fails an operation within 45 s. Unused over unix sockets.
 struct tcp_keepalive {
     bool enabled = true;
-    std::chrono::seconds idle{60};     ///< 1 s to 32767 s
-    std::chrono::seconds interval{10}; ///< 1 s to 32767 s
-    int count = 3;                     ///< 1 to 127
+    std::chrono::seconds idle{30};    ///< 1 s to 32767 s
+    std::chrono::seconds interval{5}; ///< 1 s to 32767 s
+    int count = 3;                    ///< 1 to 127
+
+    /// How long the peer may stay silent before the connection is given up: idle + interval
+    /// x count. Also the socket's TCP_USER_TIMEOUT when keepalive is enabled.
+    std::chrono::seconds dead_path_limit() const noexcept { return idle + interval * count; }
 
     bool operator==(const tcp_keepalive&) const = default;
 };
@@ -95,12 +103,18 @@ struct connect_options {
     /// ([::1]:3306). Parameters: ssl-mode (DISABLED, PREFERRED, REQUIRED, VERIFY_CA,
     /// VERIFY_IDENTITY), ssl-ca, connect-timeout, read-timeout, write-timeout (seconds), socket,
     /// keepalive (on/off), keepalive-idle, keepalive-interval (seconds), keepalive-count.
-    /// Throws std::invalid_argument naming the part that is wrong; the message never contains
-    /// the password.
+    ///
+    /// Throws std::invalid_argument naming the part that is wrong. The message never quotes
+    /// any text that comes before the URL's last '@': all of it may be the user name or
+    /// password (with an unencoded '@' in the password, the user meant a later '@' than the
+    /// parser took), so "port '99999' is out of range" becomes "port is out of range" there.
+    /// When that text holds '@', '/', '?', '#', a second ':' or a '%' that starts no escape,
+    /// the message says to percent-encode them (%40, %2F, %3F, %3A, %23, %25).
     static connect_options from_url(std::string_view url);
 
     /// Reads a URL from the environment variable `name`. Returns nullopt when it is unset or
-    /// empty; throws std::invalid_argument (naming the variable) when it does not parse.
+    /// empty; throws std::invalid_argument (naming the variable, then from_url()'s message,
+    /// under the same rule) when it does not parse.
     static std::optional<connect_options> from_env(const char* name = "CLOUDMYSQL_URL");
 
     /// The options as a URL with the password replaced by "****" (safe to log).

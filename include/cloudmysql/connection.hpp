@@ -108,6 +108,13 @@ public:
     /// should not be reused: a pool closes it when it comes back, and retires the connections
     /// opened before it.
     error_class fault() const noexcept;
+    /// Makes an operation blocked on this session in another thread (a query waiting for an
+    /// answer that does not come) return soon with a connection_lost error, by shutting the
+    /// session's socket down; the session is unusable afterwards: close it. Safe to call from
+    /// any thread while another uses the connection, as long as the connection object is
+    /// neither closed nor moved meanwhile. A pool does this to its own checks (ping, reset)
+    /// that get no answer within check_timeout. Does nothing on a closed connection.
+    void interrupt() const noexcept;
     /// The keepalive settings the kernel applies to this session's TCP socket, read back from
     /// the socket; nullopt when closed or over a unix socket.
     std::optional<tcp_keepalive> keepalive_in_effect() const;

@@ -13,7 +13,8 @@
 namespace cloudmysql {
 
 /// Opens, checks, resets and closes cloudmysql::connection objects for basic_pool. The pool's
-/// connect_timeout and init_statements are merged into the connect options.
+/// init_statements are added to the connect options' own, and its connect_timeout, when set,
+/// replaces theirs (said once through pool_options::on_notice when they differ).
 class mariadb_connector {
 public:
     using connection_type = connection;
@@ -33,6 +34,8 @@ public:
     bool needs_reset(const connection& conn) const noexcept { return conn.needs_reset(); }
     /// connection::fault().
     error_class fault(const connection& conn) const noexcept { return conn.fault(); }
+    /// connection::interrupt(): a ping or reset without an answer within check_timeout.
+    void interrupt(const connection& conn) const noexcept { conn.interrupt(); }
 
     const connect_options& options() const noexcept { return options_; }
 
@@ -54,6 +57,9 @@ class pool : public basic_pool<mariadb_connector, std::chrono::steady_clock> {
 public:
     /// Throws std::invalid_argument for invalid options.
     explicit pool(connect_options connection, pool_options options = {});
+    /// The pool's blocking work (connect, ping, reset, close) runs on `executor` instead of
+    /// threads of the pool's own; see basic_pool's executor constructor for what it must be.
+    pool(connect_options connection, pool_options options, boost::asio::any_io_executor executor);
 
     /// The connect options every connection uses (password included; print it with fmt,
     /// which masks it).

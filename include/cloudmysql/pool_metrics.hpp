@@ -18,8 +18,9 @@ enum class close_reason {
     broken,       ///< a ping or reset on it failed
     discarded,    ///< the user called discard()
     pool_closed,  ///< the pool was closed
+    unanswered,   ///< a ping or reset on it got no answer within check_timeout
 };
-inline constexpr std::size_t close_reason_count = 6;
+inline constexpr std::size_t close_reason_count = 7;
 
 /// "idle_timeout", "max_lifetime", ...
 std::string_view to_string(close_reason r) noexcept;

@@ -19,6 +19,18 @@ struct leak_report {
     std::source_location acquired_at{};   ///< where acquire() was called
 };
 
+/// Something the pool tells the program once (pool_options::on_notice). Its message is one
+/// line, in the library's terms, and never holds a password.
+struct pool_notice {
+    enum class kind {
+        leak,     ///< a lease held past leak_threshold; `leak` says which and where
+        settings, ///< one setting overrides another (e.g. two connect timeouts)
+    };
+    kind what = kind::settings;
+    std::string message;
+    std::optional<leak_report> leak{}; ///< set for kind::leak
+};
+
 /// Pool settings. validate() (called by the pool's constructor) throws std::invalid_argument
 /// naming the first option outside its limits.
 ///
@@ -34,8 +46,11 @@ struct pool_options {
     /// How long acquire() waits for a connection before it fails. 1 ms to 1 h.
     std::chrono::milliseconds acquire_timeout{3000};
     /// Time allowed to open one connection (TCP, TLS, login). Whole seconds: libmariadb counts
-    /// in seconds. 1 s to 1 h; overrides connect_options::connect_timeout.
-    std::chrono::seconds connect_timeout{3};
+    /// in seconds. 1 s to 1 h. Unset (the default): the connect options' own connect_timeout
+    /// (the URL's connect-timeout=, 3 s when not given). Set: it applies to every connection
+    /// of the pool, and when the connect options name another value than the default, the
+    /// pool says once, through on_notice, which value it uses.
+    std::optional<std::chrono::seconds> connect_timeout{};
     /// An idle connection unused this long is closed, while more than min_idle are open.
     /// 0 keeps idle connections forever; otherwise at least 1 s.
     std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};
@@ -48,6 +63,12 @@ struct pool_options {
     /// A connection idle longer than this is pinged before it is handed out; a dead one is
     /// replaced. 0 pings every time.
     std::chrono::milliseconds validate_after_idle{std::chrono::seconds(1)};
+    /// How long the pool waits for the server to answer one of its own checks (the ping before
+    /// a hand-out, the keepalive ping, the reset of a returned connection) whatever the
+    /// connection's read_timeout: a check without an answer by then is abandoned and its
+    /// connection closed, so that a server that stopped answering (frozen, or a network path
+    /// that drops everything) never holds the pool's threads. 100 ms to 1 h.
+    std::chrono::milliseconds check_timeout{std::chrono::seconds(3)};
     /// Idle connections are pinged this often, so that NAT and load balancers keep them (Azure
     /// drops idle flows after 4 minutes). 0 disables; otherwise at least 1 s.
     std::chrono::milliseconds keepalive_interval{std::chrono::minutes(2)};
@@ -61,11 +82,16 @@ struct pool_options {
     /// After this many connect failures in a row, acquires fail at once with the last connect
     /// error until a probe connect succeeds. 0 disables the breaker; at most 1000.
     std::size_t breaker_threshold = 5;
-    /// A lease held longer than this is reported once to on_leak. 0 disables.
+    /// A lease held longer than this is reported once (on_leak, else on_notice). 0 disables.
     std::chrono::milliseconds leak_threshold{0};
-    /// Called (on a pool thread) for each lease held past leak_threshold. Default: a line on
-    /// stderr.
+    /// Called (on a pool thread) for each lease held past leak_threshold. Unset: the report
+    /// goes to on_notice as a pool_notice of kind leak.
     std::function<void(const leak_report&)> on_leak{};
+    /// Called with what the pool has to tell the program: a lease held past leak_threshold
+    /// (when on_leak is unset), settings of which one overrides another. Called on a pool
+    /// thread or, for settings, in the pool's constructor; it must not block or throw. Unset:
+    /// one line on stderr, "cloudmysql pool: " and the notice's message.
+    std::function<void(const pool_notice&)> on_notice{};
     /// Statements run on every new connection and after every reset (added to the
     /// connect_options' own).
     std::vector<std::string> init_statements{};
@@ -74,6 +100,9 @@ struct pool_options {
 
     /// Throws std::invalid_argument naming the first option outside its limits.
     void validate() const;
+
+    /// Gives `notice` to on_notice, or writes its message to stderr when on_notice is unset.
+    void notify(const pool_notice& notice) const;
 };
 
 } // namespace cloudmysql

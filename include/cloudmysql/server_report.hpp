@@ -82,17 +82,20 @@ struct deployment {
     std::chrono::milliseconds max_lifetime = pool_options{}.max_lifetime; ///< 0: no limit
     std::chrono::milliseconds idle_timeout = pool_options{}.idle_timeout; ///< 0: kept forever
     std::chrono::milliseconds keepalive_interval = pool_options{}.keepalive_interval; ///< 0: off
+    std::size_t min_idle = pool_options{}.min_idle; ///< kept open whatever idle_timeout says
     /// Connections left over for others: admin sessions and a migration run.
     std::size_t reserve = 3;
 };
 
 /// The longest a pooled connection sits idle without a word to the server: the pool pings it
-/// after `keepalive_interval` and closes it after `idle_timeout` (while more than min_idle are
-/// open), whichever comes first; a 0 (off, kept forever) takes no part. 0: without bound. The
-/// server's wait_timeout must be longer, or it drops idle sessions the pool still holds.
-std::chrono::milliseconds
-longest_idle_silence(std::chrono::milliseconds idle_timeout,
-                     std::chrono::milliseconds keepalive_interval) noexcept;
+/// after `keepalive_interval` and closes it after `idle_timeout`, whichever comes first; a 0
+/// (off, kept forever) takes no part. idle_timeout never closes the `min_idle` connections the
+/// pool keeps, so with min_idle above 0 only the keepalive bounds their silence. 0: without
+/// bound. The server's wait_timeout must be longer, or it drops idle sessions the pool still
+/// holds.
+std::chrono::milliseconds longest_idle_silence(std::chrono::milliseconds idle_timeout,
+                                               std::chrono::milliseconds keepalive_interval,
+                                               std::size_t min_idle = 0) noexcept;
 
 /// One check of check_deployment().
 struct deployment_check {
@@ -117,8 +120,8 @@ struct deployment_verdict {
 
 /// Checks `d` against the server: instances × pool_size + reserve must fit max_connections
 /// (and max_user_connections when it is not 0), and longest_idle_silence(idle_timeout,
-/// keepalive_interval) must be below wait_timeout (check "wait_timeout"), so that the pool
-/// pings or closes an idle connection before the server drops it. Pure: no I/O.
+/// keepalive_interval, min_idle) must be below wait_timeout (check "wait_timeout"), so that the
+/// pool pings or closes an idle connection before the server drops it. Pure: no I/O.
 deployment_verdict check_deployment(const server_report& report, const deployment& d);
 
 } // namespace cloudmysql

@@ -46,6 +46,8 @@ public:
     own_sandbox(const own_sandbox&) = delete;
     own_sandbox& operator=(const own_sandbox&) = delete;
     ~own_sandbox() {
+        if (frozen_)
+            thaw_server(); // a stopped process would not hear the stop
         if (started_ && run({"stop", dir_}) != 0)
             MESSAGE("could not stop the sandbox in ", dir_);
     }
@@ -61,7 +63,7 @@ public:
 
     /// Stops mariadbd (SIGTERM) and waits until it has exited (30 s at most); the data stays.
     void stop_server() {
-        const pid_t pid = std::stoi(read_first_line(dir_ + "/mysqld.pid"));
+        const pid_t pid = server_pid();
         REQUIRE(::kill(pid, SIGTERM) == 0);
         bool gone = false;
         for (int i = 0; i < 600 && !gone; ++i) {
@@ -75,7 +77,22 @@ public:
     /// Starts the same server again: same port, data and passwords.
     void restart_server() { REQUIRE(run({"restart", dir_}) == 0); }
 
+    /// Freezes mariadbd (SIGSTOP): its sockets stay open and the kernel still accepts
+    /// connections and acknowledges what is sent, but nothing answers, as with a server that
+    /// hangs or a path that drops everything after the handshake.
+    void freeze_server() {
+        REQUIRE(::kill(server_pid(), SIGSTOP) == 0);
+        frozen_ = true;
+    }
+    /// Lets a frozen server go on (SIGCONT).
+    void thaw_server() {
+        ::kill(server_pid(), SIGCONT);
+        frozen_ = false;
+    }
+
 private:
+    pid_t server_pid() const { return std::stoi(read_first_line(dir_ + "/mysqld.pid")); }
+
     // The server is not our child (the script detaches it), so no waitpid: a zombie counts
     // as gone.
     static bool alive(pid_t pid) {
@@ -114,6 +131,7 @@ private:
     std::string script_;
     std::string dir_;
     bool started_ = false;
+    bool frozen_ = false;
 };
 
 } // namespace cloudmysql::test

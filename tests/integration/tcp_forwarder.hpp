@@ -1,6 +1,7 @@
 // A loopback TCP forwarder the tests control: it forwards to a server, or accepts and never
 // answers (a dead path); it can switch to another server and cut the connections it relays
-// (a failover behind one host name). Runs its own thread; stops on destruction.
+// (a failover behind one host name), close the next connections at once, and count what it
+// accepted. Runs its own thread; stops on destruction.
 #pragma once
 
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
@@ -9,10 +10,13 @@
 #include <boost/asio.hpp>
 
 #include <array>
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <future>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -49,6 +53,25 @@ public:
             target_port_ = port;
         });
     }
+
+    /// The next `count` connections go to the current target, those after them to host:port
+    /// (a path that treats one connection differently from the next). Thread-safe.
+    void set_target_after(std::size_t count, std::string host, std::uint16_t port) {
+        on_io_thread([this, count, host = std::move(host), port]() mutable {
+            switch_after_ = count;
+            next_host_ = std::move(host);
+            next_port_ = port;
+        });
+    }
+
+    /// The next `count` connections are closed as soon as they are accepted, before any byte
+    /// (a path that resets them); the ones after are served as before. Thread-safe.
+    void close_next(std::size_t count) {
+        on_io_thread([this, count] { close_next_ = count; });
+    }
+
+    /// How many connections it has accepted so far, closed ones included. Thread-safe.
+    std::size_t accepted() const { return accepted_.load(); }
 
     /// From now on, what the servers send on the connections relayed so far is read and
     /// dropped, while what the clients send still arrives: a statement in flight is executed
@@ -127,7 +150,17 @@ private:
         acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
             if (ec)
                 return;
-            if (mode_ == mode::blackhole) {
+            ++accepted_;
+            if (switch_after_.has_value() && (*switch_after_)-- == 0) {
+                target_host_ = next_host_;
+                target_port_ = next_port_;
+                switch_after_.reset();
+            }
+            if (close_next_ > 0) {
+                --close_next_;
+                boost::system::error_code ignored;
+                socket.close(ignored);
+            } else if (mode_ == mode::blackhole) {
                 held_.push_back(std::move(socket));
             } else {
                 auto s = std::make_shared<session>(std::move(socket));
@@ -155,6 +188,11 @@ private:
     std::string target_host_;
     std::uint16_t target_port_;
     mode mode_;
+    std::size_t close_next_ = 0;                // on the io thread only, as the three below
+    std::optional<std::size_t> switch_after_{}; // connections left before the switch
+    std::string next_host_;
+    std::uint16_t next_port_ = 0;
+    std::atomic<std::size_t> accepted_{0};
     std::list<tcp::socket> held_;
     std::list<std::weak_ptr<session>> sessions_; // relayed connections, for drop_connections()
     std::thread thread_;

@@ -217,7 +217,7 @@ TEST_CASE("every TCP connection has keepalive as its options say; a socket has n
         connection conn(opts);
         const auto k = conn.keepalive_in_effect();
         REQUIRE(k.has_value());
-        CHECK(*k == tcp_keepalive{}); // on by default: 60 s idle, 10 s interval, 3 probes
+        CHECK(*k == tcp_keepalive{}); // on by default: 30 s idle, 5 s interval, 3 probes
         CHECK(k->enabled);
     }
     opts.keepalive = {true, std::chrono::seconds(7), std::chrono::seconds(2), 5};

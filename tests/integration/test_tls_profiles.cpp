@@ -235,6 +235,81 @@ TEST_CASE("repeated verification failures fetch the certificate once, not once e
     CHECK(contains(first, "names no host"));
 }
 
+TEST_CASE("under VERIFY_CA, a provider's connects read the certificate once, not once each") {
+    // Before its first login with a token, a connect reads the server's certificate on a
+    // session of its own (no login), and pins it: such a session counts in Aborted_connects,
+    // and MySQL blocks a host after max_connect_errors of them.
+    connection root(cloudsql_server().root_options());
+    const auto status = [&](const char* name) {
+        return root.query(fmt::format("SHOW GLOBAL STATUS LIKE '{}'", name))[0].get<std::string>(1);
+    };
+    const auto count = [&](const char* name) { return std::stoll(status(name)); };
+    connect_options opts = options_for(style::cloudsql, tls_mode::verify_ca, "ca.pem");
+    const std::string password = opts.password;
+    opts.password.clear();
+    int asked = 0;
+    opts.credentials = credential_provider("cloudsql-rotating", [&] {
+        ++asked;
+        return password;
+    });
+    const std::int64_t connections_before = count("Connections");
+    const std::int64_t aborted_before = count("Aborted_connects");
+    constexpr int connects = 6;
+    for (int i = 0; i < connects; ++i) {
+        connection conn(opts);
+        CHECK_FALSE(conn.tls_cipher().empty());
+    }
+    const std::int64_t aborted = count("Aborted_connects") - aborted_before;
+    const std::int64_t sessions = count("Connections") - connections_before;
+    CAPTURE(aborted);
+    CAPTURE(sessions);
+    CHECK(asked == connects);
+    CHECK(aborted <= 1);             // the one look at the certificate, if no test made it yet
+    CHECK(sessions <= connects + 1); // the logins, and that look
+}
+
+TEST_CASE("under VERIFY_CA, a renewed certificate is read again within the same connect") {
+    // A forwarder first reaches the Azure-style server, then the Cloud-SQL-style one: to the
+    // client, the server at that address renewed its certificate. A CA file with both CAs
+    // makes VERIFY_CA accept either.
+    const std::string bundle = tls_dir_of(style::cloudsql) + "/../both-cas.pem";
+    {
+        std::ofstream out(bundle);
+        out << read_file(tls_dir_of(style::azure) + "/ca.pem")
+            << read_file(tls_dir_of(style::cloudsql) + "/ca.pem");
+    }
+    const connect_options azure = options_for(style::azure, tls_mode::verify_ca, "ca.pem");
+    const connect_options cloudsql = options_for(style::cloudsql, tls_mode::verify_ca, "ca.pem");
+    tcp_forwarder relay("127.0.0.1", azure.host, azure.port, tcp_forwarder::mode::forward);
+    connect_options opts = azure;
+    opts.host = "127.0.0.1";
+    opts.port = relay.port();
+    opts.ssl_ca = bundle;
+    opts.password.clear();
+    std::string password = azure.password;
+    int asked = 0;
+    opts.credentials = credential_provider("rotating", [&] {
+        ++asked;
+        return password;
+    });
+    {
+        connection conn(opts);
+        CHECK(conn.query("SELECT @@port")[0].get<std::int64_t>(0) == azure.port);
+    }
+    CHECK(relay.accepted() == 2); // the look at the certificate, the login
+
+    relay.set_target(cloudsql.host, cloudsql.port);
+    password = cloudsql.password;
+    {
+        connection conn(opts);
+        CHECK(conn.query("SELECT @@port")[0].get<std::int64_t>(0) == cloudsql.port);
+    }
+    // The session with the old pin, stopped before the login; a new look; the login.
+    CHECK(relay.accepted() == 5);
+    CHECK(asked == 2);
+    std::filesystem::remove(bundle);
+}
+
 TEST_CASE("a CA file holding several roots, the right one not first, verifies") {
     for (style s : {style::azure, style::cloudsql}) {
         CAPTURE(name_of(s));

@@ -9,17 +9,21 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 
 namespace cloudmysql::test {
 
-/// Time that moves only when a test says so.
+/// Time that moves only when a test says so (atomic: a job a test runs on a thread of its own
+/// reads it while the test moves it).
 struct fake_clock {
     using rep = std::int64_t;
     using period = std::nano;
@@ -27,9 +31,9 @@ struct fake_clock {
     using time_point = std::chrono::time_point<fake_clock>;
     static constexpr bool is_steady = true;
 
-    static time_point now() noexcept { return current; }
-    static void advance(duration d) noexcept { current += d; }
-    static inline time_point current = time_point(std::chrono::hours(1));
+    static time_point now() noexcept { return time_point(duration(current.load())); }
+    static void advance(duration d) noexcept { current += d.count(); }
+    static inline std::atomic<rep> current{duration(std::chrono::hours(1)).count()};
 };
 
 /// The server's side: which connections exist, and what the next connects do.
@@ -37,6 +41,7 @@ struct fake_server {
     enum class conn_state { open, dead, closed };
 
     mutable std::mutex m;
+    std::condition_variable interrupted_cv;
     std::map<int, conn_state> conns;
     int next_id = 0;
     int connects = 0;
@@ -47,6 +52,10 @@ struct fake_server {
     int fail_next = 0; ///< this many connects fail
     unsigned fail_errno = 2003;
     error_class fail_class = error_class::unreachable;
+    /// Pings and resets get no answer: they block until the pool interrupts their connection,
+    /// as against a server that stopped answering (SIGSTOP, a path that drops everything).
+    bool silent = false;
+    std::set<int> interrupted; ///< connections the pool interrupted
     std::vector<fake_clock::time_point> connect_times;
 
     int open_count() const { // not closed yet: the server still counts it
@@ -101,14 +110,24 @@ struct fake_connector {
         return {id};
     }
     void ping(fake_connection& c, error_code& ec, diagnostics& diag) {
-        std::lock_guard lock(server->m);
+        std::unique_lock lock(server->m);
         ++server->pings;
+        wait_while_silent(lock, c);
         check(c, ec, diag);
     }
     void reset(fake_connection& c, error_code& ec, diagnostics& diag) {
-        std::lock_guard lock(server->m);
+        std::unique_lock lock(server->m);
         ++server->resets;
+        wait_while_silent(lock, c);
         check(c, ec, diag);
+    }
+    /// What connection::interrupt() does: the blocked ping or reset returns, the session lost.
+    void interrupt(const fake_connection& c) const noexcept {
+        std::lock_guard lock(server->m);
+        server->interrupted.insert(c.id);
+        if (server->conns.count(c.id) != 0 && server->conns[c.id] == fake_server::conn_state::open)
+            server->conns[c.id] = fake_server::conn_state::dead;
+        server->interrupted_cv.notify_all();
     }
     void close(fake_connection& c) noexcept {
         std::lock_guard lock(server->m);
@@ -121,6 +140,10 @@ struct fake_connector {
     bool needs_reset(const fake_connection& c) const noexcept { return c.needs_reset; }
 
 private:
+    void wait_while_silent(std::unique_lock<std::mutex>& lock, const fake_connection& c) const {
+        server->interrupted_cv.wait(
+            lock, [&] { return !server->silent || server->interrupted.count(c.id) != 0; });
+    }
     void check(const fake_connection& c, error_code& ec, diagnostics& diag) const {
         if (server->conns.at(c.id) != fake_server::conn_state::open) {
             ec = make_mysql_error_code(2013);

@@ -7,12 +7,15 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <array>
 #include <chrono>
 #include <cstdlib>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 using cloudmysql::connect_options;
@@ -293,12 +296,15 @@ TEST_CASE("from_url rejects malformed URLs, naming the problem") {
         {"", {"invalid URL", "empty"}},
         {"localhost:3306/db", {"missing scheme", "mysql://"}},
         {"mysql:/u@h/db", {"missing scheme"}},
-        {"postgres://u@h/db", {"scheme 'postgres'", "mysql:// or mariadb://"}},
-        {"mysqlx://u@h/db", {"scheme 'mysqlx'"}},
+        {"postgres://db.example.com/clinic", {"scheme 'postgres'", "mysql:// or mariadb://"}},
+        {"mysqlx://h/db", {"scheme 'mysqlx'"}},
+        // With an '@' after it, the "scheme" may be a user name whose URL lacks its scheme.
+        {"postgres://u@h/db", {"scheme is not supported", "mysql:// or mariadb://"}},
         {"mysql://h/db", {"missing user", "USER[:PASSWORD]@HOST"}},
         {"mysql://@h/db", {"user is empty"}},
         {"mysql://:pw@h/db", {"user is empty"}},
-        {"mysql://u%G1@h/db", {"user has an invalid percent-escape '%G1'"}},
+        {"mysql://u%G1@h/db",
+         {"user has an invalid percent-escape;", "write a literal '%' as %25"}},
         {"mysql://u@/db", {"missing host"}},
         {"mysql://u@h:/db", {"port is empty"}},
         {"mysql://u@h:99999/db", {"port '99999' is out of range (1-65535)"}},
@@ -307,7 +313,7 @@ TEST_CASE("from_url rejects malformed URLs, naming the problem") {
         {"mysql://u@h:-1/db", {"port '-1' is not a number"}},
         {"mysql://u@h:123456789012345678901234567890", {"out of range (1-65535)"}},
         {"mysql://u@[::1/db", {"unterminated '['"}},
-        {"mysql://u@[::1]x/db", {"unexpected 'x' after ']'"}},
+        {"mysql://u@[::1]x/db", {"unexpected text 'x' after ']'"}},
         {"mysql://u@[::1]:/db", {"port is empty"}},
         {"mysql://u@[::g]/db", {"'[::g]' is not a valid IPv6 address"}},
         {"mysql://u@[1::2::3]/db", {"not a valid IPv6 address"}},
@@ -361,7 +367,7 @@ TEST_CASE("from_url throws std::invalid_argument") {
     CHECK_THROWS_WITH_AS(connect_options::from_url("mysql://u@h:99999/db"),
                          "invalid URL: port '99999' is out of range (1-65535)",
                          std::invalid_argument);
-    CHECK_THROWS_WITH_AS(connect_options::from_url("postgres://u@h/db"),
+    CHECK_THROWS_WITH_AS(connect_options::from_url("postgres://db.example.com/clinic"),
                          doctest::Contains("'postgres'"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(connect_options::from_url("mysql://db.example.com/clinic"),
                          doctest::Contains("missing user"), std::invalid_argument);
@@ -409,6 +415,240 @@ TEST_CASE("from_url errors never contain the password") {
     }
     // Not quoting the password must not make the message useless: it still says which part.
     CHECK(contains(from_url_error("mysql://app:Pw5ecret%00x@h/db"), "password contains %00"));
+}
+
+// ---- no error quotes user info, under any reading of the URL -------------------------------
+//
+// A password with an unencoded '@' and a later '/', '?' or ':' makes the parser end the user
+// info too early, and what it then calls the host, port, path or a parameter is the password's
+// tail. The tests below build URLs as SCHEME://USER:PASSWORD@REST from generated user names and
+// passwords full of reserved characters, one REST per error branch, and check that no message
+// holds three consecutive bytes of the user name or password.
+
+namespace {
+
+// Letters that no message text of the parser uses (its words, the URL syntax, the ssl-mode
+// names, hex digits) and no REST below contains: three bytes of user info that include one of
+// them can only be in a message because the message quotes user info.
+constexpr std::string_view secret_letters = "GJXZ";
+
+// Every run of at least three bytes of `secret` that contains a secret letter and appears in
+// `message`; empty when the message holds none.
+std::vector<std::string> leaked_pieces(std::string_view secret, std::string_view message) {
+    std::vector<std::string> leaks;
+    for (std::size_t i = 0; i + 3 <= secret.size(); ++i) {
+        const std::string_view piece = secret.substr(i, 3);
+        if (piece.find_first_of(secret_letters) != std::string_view::npos &&
+            contains(message, piece))
+            leaks.emplace_back(piece);
+    }
+    return leaks;
+}
+
+// A user name or password: secret letters, digits and the characters that a URL's user info
+// must percent-encode, sometimes with a parameter name in it ("?ssl-mode=..." inside the
+// password reaches the parameter parser).
+std::string generated_secret(std::mt19937& random, bool user) {
+    constexpr std::string_view reserved = "@/?:#%&=[]";
+    constexpr std::array<std::string_view, 6> pieces = {
+        "ssl-mode=", "connect-timeout=", "keepalive=", "socket=", ":99999", "%4"};
+    std::string out;
+    const std::size_t length = 3 + random() % 14;
+    while (out.size() < length) {
+        const auto roll = random() % 20;
+        if (roll < 9)
+            out += secret_letters[random() % secret_letters.size()];
+        else if (roll < 11)
+            out += static_cast<char>('0' + random() % 10);
+        else if (roll < 19)
+            out += reserved[random() % reserved.size()];
+        else
+            out += pieces[random() % pieces.size()];
+    }
+    if (user && (out.front() == ':' || out.front() == '@'))
+        out.front() = 'G'; // an empty user name is an error of its own, tested elsewhere
+    return out;
+}
+
+// What follows USER:PASSWORD@, one or more for each error the parser can report, and a few
+// valid ones (with reserved characters in the password, those fail elsewhere).
+const std::vector<std::string>& rests() {
+    static const std::vector<std::string> all = {
+        "h/db",
+        "h:99999/db",
+        "h:33a6/db",
+        "h:/db",
+        "[::1/db",
+        "[::g]/db",
+        "[::1]x/db",
+        "::1/db",
+        "db host/x",
+        std::string(254, 'h'),
+        "h/db/extra",
+        "h/a%2Fb",
+        "h/" + std::string(65, 'd'),
+        "h/db%4",
+        "h/db%00x",
+        "h/db?sslmode=REQUIRED",
+        "h/db?ssl-mode=REQUIRED&ssl-mode=DISABLED",
+        "h/db?ssl-mode",
+        "h/db?ssl-mode=STRICT",
+        "h/db?ssl-ca=%ZZ",
+        "h/db?connect-timeout=0",
+        "h/db?read-timeout=1.5",
+        "h/db?keepalive=maybe",
+        "h/db?keepalive-idle=0",
+        "h/db?keepalive-count=999",
+        "h/db?&ssl-mode=REQUIRED",
+        "h/db?=REQUIRED",
+        "h/db#frag",
+        "h/d\tb",
+        "",
+        "/db",
+        "?socket=/tmp/s.sock",
+        "h/a@b?ssl-mode=STRICT", // an '@' after the user info's: the last '@' is the database's
+    };
+    return all;
+}
+
+} // namespace
+
+TEST_CASE("from_url errors quote no byte of the user name or password, whatever the URL") {
+    std::mt19937 random(20240611); // fixed: the same URLs every run
+    std::size_t failures = 0;
+    for (int round = 0; round < 400; ++round) {
+        const std::string user = generated_secret(random, true);
+        const std::string password = generated_secret(random, false);
+        for (const std::string scheme : {"mysql://", "mariadb://", "postgres://", ""}) {
+            for (const std::string& rest : rests()) {
+                const std::string url = scheme + user + ':' + password + '@' + rest;
+                std::string message;
+                try {
+                    (void)connect_options::from_url(url);
+                    continue; // parsed: nothing to quote
+                } catch (const std::invalid_argument& e) {
+                    message = e.what();
+                }
+                ++failures;
+                CAPTURE(url);
+                CAPTURE(message);
+                CHECK(leaked_pieces(user, message).empty());
+                CHECK(leaked_pieces(password, message).empty());
+                // Reserved characters in the user info: the message says how to write them.
+                if (password.find_first_of("@/?#:") != std::string::npos ||
+                    user.find_first_of("@/?#") != std::string::npos)
+                    CHECK(contains(message, "%40, %2F, %3F, %3A, %23 and %25"));
+            }
+        }
+    }
+    CHECK(failures > 40000); // nearly every URL above is malformed somewhere
+}
+
+TEST_CASE("the issue's URL: the password's tail is not quoted, and the fix is named") {
+    const std::string message = from_url_error("mysql://app:S3c@ss/word@db.example.com/clinic");
+    CAPTURE(message);
+    CHECK(contains(message, "path has more than one segment"));
+    CHECK(contains(message, "percent-encoded as %40, %2F, %3F, %3A, %23 and %25"));
+    for (std::string_view piece : {"S3c", "3c@", "ss/", "/wo", "d@d"})
+        CHECK_FALSE(contains(message, piece));
+
+    // The same through each part that the password's tail can land in.
+    struct landing {
+        std::string url;
+        std::string says;
+    };
+    for (const auto& l : std::vector<landing>{
+             {"mysql://app:S3c@ss:wJ:rd/x@db/clinic", "host has several ':'"},
+             {"mysql://app:S3c@ss:wJrd/x@db/clinic", "port is not a number"},
+             {"mysql://app:S3c@ss:99999/x@db/clinic", "port is out of range"},
+             {"mysql://app:S3c@ss/wJ%rd@db", "database has an invalid percent-escape;"},
+             {"mysql://app:S3c@ss?wJrd=1@db/clinic", "unknown parameter;"},
+             {"mysql://app:S3c@ss?ssl-mode=wJrd@db/clinic", "a parameter's value is not one of"},
+             {"mysql://app:S3c@ss?connect-timeout=wJrd@db/clinic",
+              "a parameter's value is not a whole number"},
+             {"mysql://app:S3c@ss?keepalive=wJrd@db/clinic", "a parameter's value is not on"},
+             {"mysql://app:S3c@ss?ssl-mode&wJrd@db", "a parameter has no value"},
+             {"mysql://app:S3c@s s/wJrd@db/clinic", "host contains a character"},
+             {"mysql://app:S3c@[ss/wJrd@db/clinic", "unterminated '[' in host;"},
+             {"mysql://app:S3c/wJrd@db/clinic", "missing user"},
+             {"mysql://app:S3c#wJrd@db/clinic", "fragment"},
+             {"mysql://app:S3c\nwJrd@db/clinic", "control character"},
+             {"mysql:/app:S3c@ss/wJrd@db/clinic", "missing scheme"},
+         }) {
+        CAPTURE(l.url);
+        const std::string m = from_url_error(l.url);
+        CAPTURE(m);
+        CHECK(contains(m, l.says));
+        CHECK(contains(m, "%40, %2F, %3F, %3A, %23 and %25"));
+        for (std::string_view piece : {"S3c", "wJr", "Jrd"})
+            CHECK_FALSE(contains(m, piece));
+    }
+}
+
+TEST_CASE("plain mistakes keep their precise messages") {
+    // No reserved character before the last '@': what is wrong is quoted, and no advice about
+    // percent-encoding clutters the message.
+    for (const auto& [url, says] : std::vector<std::pair<std::string, std::string>>{
+             {"mysql://app:Pw5ecret@h:99999/db", "port '99999' is out of range"},
+             {"mysql://app:Pw5ecret@db host/x", "host 'db host' contains ' '"},
+             {"mysql://app:Pw5ecret@h/db/extra", "path '/db/extra' has more than one segment"},
+             {"mysql://app:Pw5ecret@h/db?sslmode=x", "unknown parameter 'sslmode'"},
+             {"mysql://app:Pw5ecret@h/db?ssl-mode=STRICT", "ssl-mode 'STRICT' is not one of"},
+             {"mysql://app:Pw5ecret@h/db?read-timeout=1.5", "read-timeout '1.5' is not a whole"},
+             {"mysql://app:Pw5ecret@h/db%4", "database has an invalid percent-escape '%4'"},
+             {"mysql://app:Pw5ecret@h/db\n", "control character 0x0A at position 25"},
+             {"mysql://app:p%40ss@h:0/db", "port '0' is out of range"}, // encoded: no advice
+             {"mysql://app:Pw5ecret@caf\xC3\xA9/db", "host 'caf\xC3\xA9' contains byte 0xC3"},
+         }) {
+        CAPTURE(url);
+        const std::string message = from_url_error(url);
+        CAPTURE(message);
+        CHECK(contains(message, says));
+        CHECK_FALSE(contains(message, "percent-encoded as"));
+        CHECK_FALSE(contains(message, "Pw5e"));
+    }
+    // Text after an '@' in the database or a parameter value may still be quoted.
+    CHECK(contains(from_url_error("mysql://u@h/a@b?ssl-mode=STRICT"), "ssl-mode 'STRICT'"));
+}
+
+TEST_CASE("an '@' in the database or a parameter value parses and round-trips") {
+    auto opts = connect_options::from_url("mysql://u:pw@h:3307/a@b?ssl-ca=/certs/x@y.pem");
+    CHECK(opts.user == "u");
+    CHECK(opts.password == "pw");
+    CHECK(opts.host == "h");
+    CHECK(opts.port == 3307);
+    CHECK(opts.database == "a@b");
+    CHECK(opts.ssl_ca == "/certs/x@y.pem");
+    const std::string printed = opts.to_url();
+    CHECK(printed == "mysql://u:****@h:3307/a@b?ssl-ca=/certs/x@y.pem");
+    auto reparsed = connect_options::from_url(printed);
+    check_same_address_and_settings(opts, reparsed);
+    CHECK(reparsed.password == "****");
+}
+
+TEST_CASE("from_env messages quote no byte of the user info either") {
+    constexpr const char* name = "CLOUDMYSQL_TEST_CONNECT_OPTIONS_URL";
+    std::mt19937 random(7);
+    for (int round = 0; round < 50; ++round) {
+        const std::string password = generated_secret(random, false);
+        for (const std::string rest :
+             {"db.example.com:99999/clinic", "h/db?ssl-mode=STRICT", "h/db/extra", "h/db?x=1"}) {
+            const std::string url = "mysql://GJ:" + password + "@" + rest;
+            ::setenv(name, url.c_str(), 1);
+            std::string message;
+            try {
+                (void)connect_options::from_env(name);
+                FAIL_CHECK("from_env accepted a malformed URL");
+            } catch (const std::invalid_argument& e) {
+                message = e.what();
+            }
+            CAPTURE(url);
+            CAPTURE(message);
+            CHECK(message.rfind("CLOUDMYSQL_TEST_CONNECT_OPTIONS_URL: invalid URL: ", 0) == 0);
+            CHECK(leaked_pieces(password, message).empty());
+        }
+    }
+    ::unsetenv(name);
 }
 
 TEST_CASE("to_url prints a canonical URL with the password masked") {
@@ -718,10 +958,13 @@ TEST_CASE("keepalive: on by default, set in the URL, printed back, checked") {
     CHECK(defaults.keepalive.idle + defaults.keepalive.interval * defaults.keepalive.count < 240s);
     CHECK_FALSE(contains(defaults.to_url(), "keepalive"));
 
-    auto opts = connect_options::from_url("mysql://app@db.example.com/clinic?keepalive-idle=30&"
-                                          "keepalive-interval=5&keepalive-count=4");
-    CHECK(opts.keepalive == cloudmysql::tcp_keepalive{true, 30s, 5s, 4});
-    CHECK(contains(opts.to_url(), "keepalive-idle=30&keepalive-interval=5&keepalive-count=4"));
+    CHECK(defaults.keepalive.dead_path_limit() == 45s); // what the README promises
+
+    auto opts = connect_options::from_url("mysql://app@db.example.com/clinic?keepalive-idle=40&"
+                                          "keepalive-interval=7&keepalive-count=4");
+    CHECK(opts.keepalive == cloudmysql::tcp_keepalive{true, 40s, 7s, 4});
+    CHECK(opts.keepalive.dead_path_limit() == 68s);
+    CHECK(contains(opts.to_url(), "keepalive-idle=40&keepalive-interval=7&keepalive-count=4"));
     CHECK(connect_options::from_url(opts.to_url()).keepalive == opts.keepalive);
 
     for (const char* off : {"off", "OFF", "0", "false"}) {

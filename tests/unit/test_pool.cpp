@@ -1,11 +1,14 @@
 // The pool's policies, driven by a fake connector and a fake clock: no server, no sleeps.
 #include "fake_pool.hpp"
 
+#include <cloudmysql/pool.hpp>
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <set>
 #include <string>
+#include <thread>
 
 using namespace cloudmysql;
 using namespace std::chrono_literals;
@@ -53,6 +56,7 @@ TEST_CASE("options outside their limits are rejected at construction, by name") 
     rejects([](pool_options& o) { o.max_lifetime = 500ms; }, "max_lifetime");
     rejects([](pool_options& o) { o.max_lifetime_jitter = 20min; }, "max_lifetime_jitter");
     rejects([](pool_options& o) { o.keepalive_interval = 5ms; }, "keepalive_interval");
+    rejects([](pool_options& o) { o.check_timeout = 50ms; }, "check_timeout");
     rejects([](pool_options& o) { o.max_connecting = 0; }, "max_connecting");
     pool_options one;
     one.max_size = 1; // the default max_connecting (2) acts as 1: not an error
@@ -479,6 +483,177 @@ TEST_CASE("a full server is reported as such and does not cause a connect storm"
     // Without backoff, 1 ms steps would allow thousands of attempts.
     CHECK(h.server->connects <= 30);
     CHECK(h.server->connects >= 4);
+}
+
+TEST_CASE("a full server never fails requests that the pool's own connections can serve") {
+    // Several programs share a server with a small max_connections: this pool holds one
+    // connection and cannot open more. Its waiters wait for that one, whatever the connects say.
+    pool_options o = small(4);
+    o.breaker_threshold = 2;
+    o.backoff_initial = 5ms;
+    o.backoff_max = 20ms;
+    o.acquire_timeout = 10s;
+    pool_harness h(o);
+    auto& first = h.acquire();
+    h.settle();
+    REQUIRE(first.done);
+    REQUIRE_FALSE(first.ec);
+    h.server->fail_next = 1000000;
+    h.server->fail_errno = 1040;
+    h.server->fail_class = error_class::server_full;
+    for (int i = 0; i < 20; ++i)
+        h.acquire();
+    // Each holder keeps its connection 3 ms, then returns it.
+    first.conn.release();
+    for (int ms = 0; ms < 2000; ++ms) {
+        h.settle();
+        for (auto& r : h.requests)
+            if (r->done && r->conn && ms % 3 == 0)
+                r->conn.release();
+        fake_clock::advance(1ms);
+    }
+    h.settle();
+    for (auto& r : h.requests) {
+        REQUIRE(r->done);
+        CHECK_FALSE(r->ec);
+    }
+    CHECK(h.server->connects > 3); // it kept trying to grow, within its backoff
+    CHECK_FALSE(h.pool.metrics().breaker_open);
+    CHECK(h.pool.metrics().breaker_rejections == 0);
+}
+
+TEST_CASE("the breaker fails requests at once only when the pool has nothing to give") {
+    pool_options o = small(4);
+    o.breaker_threshold = 2;
+    o.backoff_initial = 100ms;
+    o.backoff_max = 100ms;
+    o.acquire_timeout = 10s;
+    pool_harness h(o);
+    auto& holder = h.acquire();
+    h.settle();
+    REQUIRE_FALSE(holder.ec);
+    h.server->fail_next = 1000000; // the server goes down: connects fail (2003)
+
+    // The breaker opens, but the pool holds a leased connection: waiters wait for it.
+    auto& waiter = h.acquire();
+    for (int ms = 0; ms < 500; ++ms) {
+        h.settle();
+        fake_clock::advance(1ms);
+    }
+    CHECK(h.pool.metrics().breaker_open);
+    CHECK_FALSE(waiter.done);
+    holder.conn.release();
+    h.settle();
+    REQUIRE(waiter.done);
+    CHECK_FALSE(waiter.ec);
+    CHECK(waiter.conn.sequence() == 1); // the connection the holder gave back
+
+    // Once its last connection is gone, the pool has nothing to give: waiters already queued
+    // and new requests fail at once, saying the server is down.
+    auto& queued = h.acquire();
+    h.deliver();
+    CHECK_FALSE(queued.done);
+    waiter.conn.discard(error_class::connection_lost);
+    h.settle();
+    REQUIRE(queued.done);
+    CHECK(queued.ec == client_errc::server_unavailable);
+    auto& late = h.acquire();
+    h.deliver();
+    REQUIRE(late.done);
+    CHECK(late.ec == client_errc::server_unavailable);
+    CHECK(contains(late.diag.client_message(), "connect attempts failed"));
+}
+
+TEST_CASE("a check the server does not answer is abandoned after check_timeout, and said so") {
+    pool_options o = small(2);
+    o.check_timeout = 2s;
+    o.acquire_timeout = 1500ms;
+    pool_harness h(o);
+    auto& first = h.acquire();
+    h.settle();
+    REQUIRE_FALSE(first.ec);
+
+    // The server stops answering; the returned connection's reset blocks, on a thread of its
+    // own as it would on a pool thread.
+    h.server->silent = true;
+    first.conn.release();
+    REQUIRE(h.pool.queued_jobs() == 1);
+    std::thread pool_thread([&] { h.pool.run_one_job(); });
+    auto& waiter = h.acquire();
+    h.deliver();
+
+    // The waiter's deadline comes first: it hears that the server does not answer, not that
+    // the pool is exhausted or leaking.
+    fake_clock::advance(1500ms);
+    h.pool.run_timers();
+    h.deliver();
+    REQUIRE(waiter.done);
+    CHECK(waiter.ec == client_errc::pool_exhausted);
+    CHECK(waiter.diag.error_class() == error_class::timeout);
+    CHECK(contains(waiter.diag.client_message(),
+                   "the server has not answered the pool's checks for 1.5 s"));
+    CHECK(contains(waiter.diag.client_message(), "1 being checked"));
+    CHECK_FALSE(contains(waiter.diag.client_message(), "leak"));
+
+    // At check_timeout the pool interrupts the reset; the connection is closed, not reused.
+    fake_clock::advance(500ms);
+    h.pool.run_timers();
+    pool_thread.join();
+    CHECK(h.server->interrupted.count(1) == 1);
+    CHECK(h.pool.metrics().closed[static_cast<std::size_t>(close_reason::unanswered)] == 1);
+    h.settle();
+    CHECK(h.server->open_count() == 0);
+
+    // The server answers again: new connections serve.
+    h.server->silent = false;
+    auto& after = h.acquire();
+    h.settle();
+    REQUIRE(after.done);
+    CHECK_FALSE(after.ec);
+    CHECK(after.conn.sequence() == 2);
+}
+
+TEST_CASE("a leak report without on_leak reaches on_notice") {
+    pool_options o = small(2);
+    o.leak_threshold = 5s;
+    std::vector<pool_notice> notices;
+    o.on_notice = [&](const pool_notice& n) { notices.push_back(n); };
+    pool_harness h(o);
+    auto& r = h.acquire();
+    h.settle();
+    fake_clock::advance(5s);
+    h.settle();
+    REQUIRE(notices.size() == 1);
+    CHECK(notices[0].what == pool_notice::kind::leak);
+    REQUIRE(notices[0].leak);
+    CHECK(notices[0].leak->held_for == 5s);
+    CHECK(contains(notices[0].message, "held for 5000 ms (leak_threshold), acquired at"));
+    CHECK(contains(notices[0].message, "test_pool.cpp"));
+    r.conn.release();
+}
+
+TEST_CASE("two connect timeouts: the pool's wins, and the program hears it once") {
+    std::vector<pool_notice> notices;
+    const auto url = "mysql://app:Secret-9f3a@db.example.com/clinic?connect-timeout=10";
+    pool_options o;
+    o.connect_timeout = 5s;
+    o.on_notice = [&](const pool_notice& n) { notices.push_back(n); };
+    {
+        cloudmysql::pool p(connect_options::from_url(url), o); // opens nothing yet
+    }
+    REQUIRE(notices.size() == 1);
+    CHECK(notices[0].what == pool_notice::kind::settings);
+    CHECK(contains(notices[0].message, "pool_options::connect_timeout (5 s) replaces"));
+    CHECK(contains(notices[0].message, "connect_timeout (10 s"));
+    CHECK_FALSE(contains(notices[0].message, "Secret"));
+
+    // One place only: nothing to say.
+    notices.clear();
+    { cloudmysql::pool p(connect_options::from_url(url), {.on_notice = o.on_notice}); }
+    { cloudmysql::pool p(connect_options::from_url("mysql://app@db.example.com/clinic"), o); }
+    CHECK(notices.empty());
+    o.connect_timeout = 0s;
+    CHECK_THROWS_AS(cloudmysql::pool(connect_options::from_url(url), o), std::invalid_argument);
 }
 
 TEST_CASE("close() fails the waiters, closes idle connections and leased ones on return") {

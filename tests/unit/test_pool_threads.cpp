@@ -3,8 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <boost/asio/thread_pool.hpp>
+
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <latch>
 #include <thread>
 #include <vector>
@@ -136,4 +139,68 @@ TEST_CASE("waiters get their connections in the order they asked, whichever thre
         io.run_one_for(std::chrono::seconds(30));
     }
     CHECK(std::is_sorted(granted.begin(), granted.end()));
+}
+
+namespace {
+
+// The threads of this process, as the kernel lists them.
+std::size_t thread_count() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& entry :
+         std::filesystem::directory_iterator("/proc/self/task"))
+        ++n;
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("on the program's executor the pool starts no thread and its timers still run") {
+    boost::asio::thread_pool blocking(3);
+    auto server = std::make_shared<fake_server>();
+    server->fail_next = 2; // the retries need the timer: it runs on the executor
+    pool_options o;
+    o.max_size = 4;
+    o.acquire_timeout = 30s;
+    o.backoff_initial = 5ms;
+    o.backoff_max = 20ms;
+    o.breaker_threshold = 0;
+    o.leak_threshold = 50ms;
+    std::atomic<int> leaks{0};
+    o.on_leak = [&](const leak_report&) { ++leaks; };
+    const std::size_t before = thread_count();
+    {
+        threaded_pool pool(o, fake_connector{server}, blocking.get_executor());
+        CHECK(thread_count() == before);
+        std::vector<std::thread> workers;
+        std::atomic<int> errors{0};
+        for (int t = 0; t < 6; ++t)
+            workers.emplace_back([&, t] {
+                for (int i = 0; i < 300; ++i) {
+                    error_code ec;
+                    diagnostics diag;
+                    auto conn = pool.acquire(ec, diag);
+                    if (ec) {
+                        ++errors;
+                        continue;
+                    }
+                    conn->needs_reset = (i + t) % 2 == 0; // resets are jobs on the executor
+                }
+            });
+        for (auto& w : workers)
+            w.join();
+        CHECK(errors == 0);
+        CHECK(pool.metrics().acquired == 6 * 300);
+        CHECK(thread_count() == before); // the workers of this test came and went
+
+        // The timer on the executor reports a lease held past leak_threshold.
+        auto held = pool.acquire();
+        for (int i = 0; i < 400 && leaks == 0; ++i)
+            std::this_thread::sleep_for(5ms);
+        CHECK(leaks == 1);
+    }
+    // Destroying the pool waited for its jobs: every connection is closed.
+    CHECK(server->open_count() == 0);
+    std::lock_guard lock(server->m);
+    CHECK(server->connects >= 3);
+    CHECK(server->resets > 0);
 }

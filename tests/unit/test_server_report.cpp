@@ -120,6 +120,26 @@ TEST_CASE("an idle connection goes unheard for the smaller of idle_timeout and k
     CHECK(longest_idle_silence(0ms, 0ms) == 0ms);   // never touched: without bound
 }
 
+TEST_CASE("the min_idle connections a pool keeps are bounded by the keepalive alone") {
+    using cloudmysql::longest_idle_silence;
+    // idle_timeout never closes the min_idle connections: only the keepalive reaches them.
+    CHECK(longest_idle_silence(60s, 120s, 2) == 120s);
+    CHECK(longest_idle_silence(600s, 0ms, 2) == 0ms); // kept open and never pinged
+    CHECK(longest_idle_silence(600s, 0ms, 0) == 600s);
+
+    auto server = course_server();
+    server.wait_timeout = 300;
+    auto d = pools(2, 8);
+    d.idle_timeout = 60s;
+    d.keepalive_interval = 0ms;
+    CHECK(find(check_deployment(server, d), "wait_timeout").result ==
+          deployment_check::outcome::pass);
+    d.min_idle = 2;
+    const auto idle = find(check_deployment(server, d), "wait_timeout");
+    CHECK(idle.result == deployment_check::outcome::fail);
+    CHECK_MESSAGE(idle.reason.find("min_idle 2 kept open") != std::string::npos, idle.reason);
+}
+
 TEST_CASE("wait_timeout 300 with idle_timeout 600 passes: the keepalive pings at 120 s") {
     auto server = course_server();
     server.wait_timeout = 300;
