@@ -230,8 +230,7 @@ bool apply_keepalive(MYSQL* mysql, const connect_options& opts, error_code& ec, 
     return set(IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(k.idle.count()), "TCP_KEEPIDLE") &&
            set(IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(k.interval.count()), "TCP_KEEPINTVL") &&
            set(IPPROTO_TCP, TCP_KEEPCNT, k.count, "TCP_KEEPCNT") &&
-           set(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(user_timeout),
-               "TCP_USER_TIMEOUT") &&
+           set(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(user_timeout), "TCP_USER_TIMEOUT") &&
            set(SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
 }
 
