@@ -49,10 +49,14 @@ bool line_open = false;
 
 // 1234567 -> "1,234,567": the same in every locale, so logs and tests can read it.
 std::string grouped(std::uint64_t n) {
-    std::string digits = std::to_string(n);
-    for (auto i = digits.size(); i > 3; i -= 3)
-        digits.insert(i - 3, ",");
-    return digits;
+    const std::string digits = std::to_string(n);
+    std::string out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0)
+            out += ',';
+        out += digits[i];
+    }
+    return out;
 }
 
 } // namespace

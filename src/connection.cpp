@@ -230,8 +230,7 @@ bool apply_keepalive(MYSQL* mysql, const connect_options& opts, error_code& ec, 
     return set(IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(k.idle.count()), "TCP_KEEPIDLE") &&
            set(IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(k.interval.count()), "TCP_KEEPINTVL") &&
            set(IPPROTO_TCP, TCP_KEEPCNT, k.count, "TCP_KEEPCNT") &&
-           set(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(user_timeout),
-               "TCP_USER_TIMEOUT") &&
+           set(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(user_timeout), "TCP_USER_TIMEOUT") &&
            set(SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
 }
 
@@ -759,15 +758,39 @@ bool run_init_statements(MYSQL* mysql, const connect_options& opts, error_code& 
     return true;
 }
 
+// What libmariadb knows of the session, read through mariadb_get_infov(): the MYSQL struct's
+// fields are libmariadb's own business, and its layout is no promise.
+unsigned long connection_info_bits(MYSQL* mysql, mariadb_value what) noexcept {
+    unsigned long bits = 0;
+    return mariadb_get_infov(mysql, what, &bits) == 0 ? bits : 0;
+}
+
+// The server's status flags from its last response (SERVER_STATUS_IN_TRANS, ...).
+unsigned server_status(MYSQL* mysql) noexcept {
+    unsigned status = 0;
+    return mariadb_get_infov(mysql, MARIADB_CONNECTION_SERVER_STATUS, &status) == 0 ? status : 0;
+}
+
+// The current default database as libmariadb follows it (USE, mysql_select_db, the server's
+// schema tracking); empty when there is none.
+std::string_view current_database(MYSQL* mysql) noexcept {
+    const char* db = nullptr;
+    if (mariadb_get_infov(mysql, MARIADB_CONNECTION_SCHEMA, &db) != 0 || db == nullptr)
+        return {};
+    return db;
+}
+
 // Asks the server to flag every response after which the session differs (user and session
 // variables, current database, temporary tables, SQL PREPARE, character set), and to report the
-// current database with it (libmariadb keeps mysql->db up to date from that). A server without
-// the variable (before MySQL 5.7 / MariaDB 10.2) leaves tracking off; other errors fail.
+// current database with it (libmariadb follows the database from that). A server without the
+// variable (before MySQL 5.7 / MariaDB 10.2) leaves tracking off; other errors fail.
 bool enable_state_tracking(connection::impl& conn, error_code& ec, diagnostics& diag) {
     conn.tracking = false;
     MYSQL* mysql = conn.mysql;
-    if ((mysql->server_capabilities & CLIENT_SESSION_TRACKING) == 0 ||
-        (mysql->client_flag & CLIENT_SESSION_TRACKING) == 0)
+    if ((connection_info_bits(mysql, MARIADB_CONNECTION_SERVER_CAPABILITIES) &
+         CLIENT_SESSION_TRACKING) == 0 ||
+        (connection_info_bits(mysql, MARIADB_CONNECTION_CLIENT_CAPABILITIES) &
+         CLIENT_SESSION_TRACKING) == 0)
         return true;
     if (!run_statement(mysql,
                        "SET SESSION session_track_state_change = ON, session_track_schema = ON",
@@ -787,7 +810,7 @@ bool enable_state_tracking(connection::impl& conn, error_code& ec, diagnostics& 
 // is open (BEGIN, or autocommit off), or warnings are waiting for SHOW WARNINGS.
 void note_session_after_execute(connection::impl& conn) {
     MYSQL* mysql = conn.mysql;
-    if ((mysql->server_status & (SERVER_SESSION_STATE_CHANGED | SERVER_STATUS_IN_TRANS)) != 0 ||
+    if ((server_status(mysql) & (SERVER_SESSION_STATE_CHANGED | SERVER_STATUS_IN_TRANS)) != 0 ||
         mysql_warning_count(mysql) != 0)
         conn.dirty = true;
 }
@@ -1004,7 +1027,7 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
     auto& cache = impl_->statements;
     // libmariadb follows the default database (USE, mysql_select_db, the server's schema
     // tracking, which connect() turns on).
-    const std::string_view database = impl_->mysql->db != nullptr ? impl_->mysql->db : "";
+    const std::string_view database = current_database(impl_->mysql);
     if (database != impl_->statements_database) {
         cache.clear();
         impl_->statements_database = database;
@@ -1070,6 +1093,7 @@ statement connection::prepare_statement(impl& conn, std::string_view sql, error_
     auto p = std::make_unique<statement::impl>();
     p->sql_excerpt = detail::excerpt(sql);
     p->fault = conn.fault;
+    p->session = conn.session;
     p->stmt = mysql_stmt_init(conn.mysql);
     if (p->stmt == nullptr) {
         set_error_from(conn.mysql, "prepare failed", ec, diag);
@@ -1127,17 +1151,19 @@ void connection::reset(error_code& ec, diagnostics& diag) {
     // The reset dropped them on the server and libmariadb detached them: freed here without
     // a COM_STMT_CLOSE each.
     impl_->statements.clear();
+    if (reset_done)
+        impl_->session = std::make_shared<const bool>(true);
     if (!reset_done) {
         set_error_from(impl_->mysql, "reset failed", ec, diag);
         return;
     }
     // COM_RESET_CONNECTION keeps the current database: restore the one connect() chose.
-    // libmariadb keeps mysql->db up to date from USE and from the server's schema tracking.
+    // libmariadb follows the database from USE and from the server's schema tracking.
     MYSQL* mysql = impl_->mysql;
     const std::string& database = impl_->options.database;
-    const std::string_view current = mysql->db != nullptr ? mysql->db : "";
-    // mysql->db follows a USE sent as text only through the server's schema tracking: without
-    // it, select the database whatever mysql->db says.
+    const std::string_view current = current_database(mysql);
+    // libmariadb follows a USE sent as text only through the server's schema tracking: without
+    // it, select the database whatever libmariadb says.
     if (current != database || (!impl_->tracking && !database.empty())) {
         if (database.empty()) {
             set_client_error(client_errc::reset_incomplete,
@@ -1260,10 +1286,19 @@ void transaction::commit() {
     throw_on_error(ec, diag);
 }
 
+// After COMMIT or ROLLBACK: the guard is done when the statement succeeded, or when the
+// session is gone (the server rolls back the open transaction of a session that ends; a COMMIT
+// lost on the way may have committed or not). A statement that failed on a live session
+// leaves the transaction open there, so the guard stays active and its destructor tries
+// ROLLBACK again.
+void transaction::note_end(const error_code& ec) noexcept {
+    if (!ec || !conn_.is_open() || conn_.fault() == error_class::connection_lost)
+        active_ = false;
+}
+
 void transaction::commit(error_code& ec, diagnostics& diag) {
     conn_.query("COMMIT", ec, diag);
-    if (!ec)
-        active_ = false;
+    note_end(ec);
 }
 
 void transaction::rollback() {
@@ -1275,7 +1310,7 @@ void transaction::rollback() {
 
 void transaction::rollback(error_code& ec, diagnostics& diag) {
     conn_.query("ROLLBACK", ec, diag);
-    active_ = false;
+    note_end(ec);
 }
 
 } // namespace cloudmysql

@@ -100,6 +100,62 @@ std::optional<postcondition> postcondition_of(const migration_step& step) {
     return postcondition::derive(step.sql);
 }
 
+// Server errors that say what a DDL statement makes is already there, or what it removes is
+// already gone: what the step does is in the database although the history says it is not.
+std::string_view already_there(const error_code& code) {
+    if (code.category() != mysql_category())
+        return {};
+    switch (code.value()) {
+    case 1007: // ER_DB_CREATE_EXISTS
+        return "the database exists";
+    case 1050: // ER_TABLE_EXISTS_ERROR
+        return "a table of that name exists";
+    case 1060: // ER_DUP_FIELDNAME
+        return "a column of that name exists";
+    case 1061: // ER_DUP_KEYNAME
+        return "an index of that name exists";
+    case 1068: // ER_MULTIPLE_PRI_KEY
+        return "the table has a primary key";
+    case 1304: // ER_SP_ALREADY_EXISTS
+        return "a routine of that name exists";
+    case 1359: // ER_TRG_ALREADY_EXISTS
+        return "a trigger of that name exists";
+    case 1826: // ER_FK_DUP_NAME (MySQL)
+        return "a foreign key of that name exists";
+    case 1008: // ER_DB_DROP_EXISTS
+        return "the database does not exist";
+    case 1051: // ER_BAD_TABLE_ERROR
+        return "the table does not exist";
+    case 1091: // ER_CANT_DROP_FIELD_OR_KEY
+        return "the column, index or key does not exist";
+    case 1305: // ER_SP_DOES_NOT_EXIST
+        return "the routine does not exist";
+    case 1360: // ER_TRG_DOES_NOT_EXIST
+        return "the trigger does not exist";
+    default:
+        return {};
+    }
+}
+
+// The statement that removes what a postcondition says exists.
+std::string undo_sql(const postcondition& pc) {
+    const std::string table = quote_identifier(pc.table());
+    switch (pc.what()) {
+    case postcondition::kind::table:
+        return fmt::format("DROP TABLE {}", table);
+    case postcondition::kind::column:
+        return fmt::format("ALTER TABLE {} DROP COLUMN {}", table, quote_identifier(pc.name()));
+    case postcondition::kind::index:
+        if (pc.name() == "PRIMARY")
+            return fmt::format("ALTER TABLE {} DROP PRIMARY KEY", table);
+        return fmt::format("DROP INDEX {} ON {}", quote_identifier(pc.name()), table);
+    case postcondition::kind::foreign_key:
+        return fmt::format("ALTER TABLE {} DROP FOREIGN KEY {}", table,
+                           quote_identifier(pc.name()));
+    }
+    return {};
+}
+
 // A name GET_LOCK accepts (at most 64 characters) that is the same for every migrator of
 // this database and history table.
 std::string lock_name(const std::string& database, const std::string& table) {
@@ -287,7 +343,8 @@ std::string blockers(connection& conn) {
 
 // How many of `steps` an interrupted run really finished: the journal's count, plus the next
 // step when its effect is in the schema although the run died before journaling it.
-// A run that recorded a failure (the server refused the statement) did not do that step.
+// A run that recorded a failure did not do the failing step: the server refused it (a step
+// that ran but could not be journaled is recorded as done along with the failure).
 std::size_t finished_steps(session& s, const std::vector<migration_step>& steps,
                            std::size_t journaled, bool failure_recorded) {
     if (journaled >= steps.size())
@@ -348,7 +405,8 @@ public:
         const auto started = clock::now();
         tell(migration_event::kind::migration_started, false, m, 0, total);
         // Only a killed run (state applying) can have done a step it did not journal; after a
-        // recorded failure the step certainly did not run, so its postcondition proves nothing.
+        // recorded failure the failing step did not run (one that ran is recorded as done with
+        // the failure), so its postcondition proves nothing: the object may be another's.
         const bool killed = row != nullptr && row->state == migration_state::applying;
         for (std::size_t i = start; i < total; ++i)
             step(m, m.up[i], i, total, false, killed && i == start);
@@ -427,11 +485,13 @@ private:
         }
         tell(migration_event::kind::step_started, down, m, i + 1, total, summary);
         const auto started = clock::now();
+        bool committed = false; // a DDL statement ran; only its journal entry may be missing
         try {
             if (!st.is_data_step() && is_ddl(st.sql)) {
                 // Commits by itself; the journal entry follows. A crash in between is caught
-                // by the postcondition check on the next run.
+                // by the postcondition check on the next run, a failed entry by failed().
                 s_.conn().query(st.sql);
+                committed = true;
                 s_.journal_steps(m.version, i + 1);
             } else {
                 transaction tx(s_.conn());
@@ -445,13 +505,14 @@ private:
         } catch (const database_error& e) {
             const bool from_server = e.get_error_code().category() == mysql_category();
             const bool lock_wait = from_server && e.get_error_code().value() == 1205;
-            failed(m, i, total, down, summary, e, lock_wait ? blockers(s_.conn()) : "");
+            failed(m, st, i, total, down, summary, e, lock_wait ? blockers(s_.conn()) : "",
+                   committed);
         } catch (const std::exception& e) {
-            failed(m, i, total, down, summary,
+            failed(m, st, i, total, down, summary,
                    database_error(client_errc::migration_failed,
                                   diagnostics(fmt::format("the data step threw: {}", e.what()), {},
                                               {}, error_class::other)),
-                   "");
+                   "", false);
         }
         ++report_.steps_run;
         tell(migration_event::kind::step_finished, down, m, i + 1, total, summary,
@@ -460,29 +521,87 @@ private:
 
     // Records the failure in the history and throws: our words first, the server's kept
     // apart (and in full in the history's last_error, for whoever reads it later).
-    [[noreturn]] void failed(const migration& m, std::size_t i, std::size_t total, bool down,
-                             const std::string& summary, const database_error& cause,
-                             const std::string& blocked_by) {
+    // `committed`: the step's statement ran and committed, only its journal entry failed; the
+    // history then records the step as done, so that the next run does not make it again.
+    [[noreturn]] void failed(const migration& m, const migration_step& st, std::size_t i,
+                             std::size_t total, bool down, const std::string& summary,
+                             const database_error& cause, const std::string& blocked_by,
+                             bool committed) {
         const auto& code = cause.get_error_code();
         const std::string ours =
             cause.diagnostics().client_message() +
             (code.category() == mysql_category() ? fmt::format(" (error {})", code.value())
                                                  : std::string()) +
             blocked_by;
+        const std::string_view direction = down ? "down" : "up";
         error_code ec;
-        diagnostics ignored;
+        diagnostics record_error;
         const std::string recorded = std::string(cause.what()) + blocked_by;
-        const param values[] = {down ? "reverting" : "failed", recorded, m.version};
+        const param values[] = {down ? "reverting" : "failed", recorded, committed ? i + 1 : i,
+                                m.version};
         s_.conn().execute_span(
-            fmt::format("UPDATE {} SET state = ?, last_error = ? WHERE version = ?", s_.table()),
-            values, ec, ignored);
+            fmt::format("UPDATE {} SET state = ?, last_error = ?, steps_done = ? WHERE version = ?",
+                        s_.table()),
+            values, ec, record_error);
+        if (committed)
+            fail(client_errc::migration_failed,
+                 fmt::format("migration {} {} going {}: step {} of {} ({}) ran, but recording it "
+                             "in the history failed: {}; {}",
+                             m.version, m.name, direction, i + 1, total, summary, ours,
+                             ec ? fmt::format("recording the failure failed too ({}): fix the "
+                                              "cause and run `{}` again, which finds the step "
+                                              "done by its postcondition or says how to record it",
+                                              record_error.client_message(), direction)
+                                : fmt::format("the history now records the step as done: fix the "
+                                              "cause and run `{}` again, which continues after "
+                                              "step {}",
+                                              direction, i + 1)),
+                 cause.diagnostics());
+        const std::string where =
+            fmt::format("migration {} {} failed going {} at step {} of {} ({}): {}", m.version,
+                        m.name, direction, i + 1, total, summary, ours);
+        if (const std::string effect = effect_in_database(st, code); !effect.empty())
+            fail(client_errc::migration_failed,
+                 fmt::format(
+                     "{}. Yet {}, while the history says step {} of {} of migration {} is not "
+                     "done. If that is this step's work (its statement run by hand, or by "
+                     "a run whose history entry was not updated), record the step as "
+                     "done: UPDATE {}.{} SET steps_done = {} WHERE version = {}; then run "
+                     "`{}` again, which continues after step {}. If it is not, {} and run "
+                     "`{}` again",
+                     where, effect, i + 1, total, m.version, quote_identifier(s_.database()),
+                     s_.table(), i + 1, m.version, direction, i + 1, undo_advice(st), direction),
+                 cause.diagnostics());
         fail(client_errc::migration_failed,
-             fmt::format("migration {} {} failed going {} at step {} of {} ({}): {}; the history "
-                         "records where it stopped: fix the cause and run `{}` again (finished "
-                         "steps are not repeated)",
-                         m.version, m.name, down ? "down" : "up", i + 1, total, summary, ours,
-                         down ? "down" : "up"),
+             fmt::format("{}; the history records where it stopped: fix the cause and run `{}` "
+                         "again (finished steps are not repeated)",
+                         where, direction),
              cause.diagnostics());
+    }
+
+    // What shows that a step which just failed has its effect in the database anyway: its
+    // postcondition holding, or a server error that says so. Empty when nothing does.
+    std::string effect_in_database(const migration_step& st, const error_code& code) {
+        if (const auto pc = postcondition_of(st)) {
+            try {
+                if (pc->holds(s_.conn(), s_.database()))
+                    return fmt::format("its effect is in the database ({})", pc->describe());
+            } catch (const database_error&) { // the server cannot be asked: say nothing
+            }
+        }
+        if (const auto words = already_there(code); !words.empty())
+            return fmt::format("the server's error says its effect is in the database ({})", words);
+        return {};
+    }
+
+    // How to take away what a failed step found in place, when it is not the step's.
+    static std::string undo_advice(const migration_step& st) {
+        const auto pc = postcondition_of(st);
+        if (!pc)
+            return "undo it by hand";
+        if (pc->negated())
+            return "put back what it removes by hand";
+        return fmt::format("remove it by hand ({})", undo_sql(*pc));
     }
 
     session& s_;

@@ -24,6 +24,8 @@ namespace cloudmysql {
 /// connection::fault(): shared with the statements prepared on the session, whose errors
 /// count too.
 using session_fault = std::shared_ptr<error_class>;
+/// Lives as long as the session that prepared statements belong to (see connection::impl).
+using session_token = std::shared_ptr<const bool>;
 
 /// A hash that finds std::string keys by std::string_view, without a copy.
 struct text_hash {
@@ -61,6 +63,10 @@ struct connection::impl {
     bool tracking = false;
     /// Something ran since connect or reset that may have left state in the session.
     bool dirty = false;
+    /// The session the prepared statements belong to: a successful reset() (after which
+    /// libmariadb detaches them) replaces it, close() ends it. Statements hold it weakly, so
+    /// they know they were detached without reading MYSQL_STMT's fields.
+    session_token session = std::make_shared<const bool>(true);
 
     impl() = default;
     impl(const impl&) = delete;
@@ -74,6 +80,7 @@ struct connection::impl {
         }
         statements.clear();
         statements_database.clear();
+        session.reset();
     }
 };
 
@@ -81,6 +88,8 @@ struct statement::impl {
     MYSQL_STMT* stmt = nullptr;
     std::string sql_excerpt;
     session_fault fault;
+    /// Expired once the session was reset or closed: libmariadb has then detached the statement.
+    std::weak_ptr<const bool> session;
 
     impl() = default;
     impl(const impl&) = delete;

@@ -234,9 +234,9 @@ deployment_check fits_under(std::string_view limit_name, std::optional<std::int6
         fix = fmt::format("{} leaves nothing beyond the {} reserved: {}", limit_name, d.reserve,
                           raise);
     else if (const std::uint64_t fit = (allowed - d.reserve) / d.instances; fit >= 1)
-        fix = fmt::format("lower --pool-size to {} or {}", fit, raise);
+        fix = fmt::format("lower pool_size to {} or {}", fit, raise);
     else
-        fix = fmt::format("run at most {} instances with --pool-size 1, or {}", allowed - d.reserve,
+        fix = fmt::format("run at most {} instances with pool_size 1, or {}", allowed - d.reserve,
                           raise);
     c.reason = fmt::format("{} > {} {}: {}", sum, limit_name, allowed, fix);
     return c;
@@ -275,7 +275,7 @@ deployment_check idle_below_wait_timeout(const deployment& d, std::optional<std:
     c.result = outcome::fail;
     c.reason =
         fmt::format("{}, not below wait_timeout {} s: the server drops idle sessions the "
-                    "pool still holds; lower --keepalive-interval or --idle-timeout below "
+                    "pool still holds; lower keepalive_interval or idle_timeout below "
                     "wait_timeout {}{}",
                     idle, *wait, *wait, silence.count() == 0 ? "" : ", or raise wait_timeout");
     return c;

@@ -352,10 +352,9 @@ struct result_buffers {
     }
 };
 
-// The session's warning count; 0 once the connection is closed (libmariadb then clears
-// stmt->mysql, so this never touches a freed handle).
+// The warnings of the statement's last execution.
 unsigned warning_count(MYSQL_STMT* stmt) {
-    return stmt->mysql != nullptr ? mysql_warning_count(stmt->mysql) : 0;
+    return static_cast<unsigned>(mysql_stmt_warning_count(stmt));
 }
 
 } // namespace
@@ -395,7 +394,7 @@ result statement::execute_span(std::span<const param> params, error_code& ec, di
     MYSQL_STMT* stmt = impl_->stmt;
     const detail::fault_watch watch(impl_->fault, diag);
     const auto context = [&] { return fmt::format("execute '{}' failed", impl_->sql_excerpt); };
-    if (stmt->mysql == nullptr) {
+    if (impl_->session.expired()) {
         // libmariadb detaches statements when their session is reset or closed, and would
         // report "Lost connection" for them although the session is fine.
         set_client_error(client_errc::statement_closed,
@@ -443,7 +442,8 @@ result statement::execute_span(std::span<const param> params, error_code& ec, di
         return {};
     }
     auto columns = detail::columns_of(fields, count);
-    result_buffers buffers(stmt->fields != nullptr ? stmt->fields : fields, count);
+    // The metadata's fields carry max_length: it is read after mysql_stmt_store_result().
+    result_buffers buffers(fields, count);
     mysql_free_result(meta);
 
     std::vector<row> rows;

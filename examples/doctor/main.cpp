@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -164,6 +165,24 @@ std::string seconds_or(std::chrono::milliseconds d, std::string_view zero) {
                : fmt::format("{} s", std::chrono::duration_cast<std::chrono::seconds>(d).count());
 }
 
+// The library names a deployment's settings as its fields do (pool_size, idle_timeout, ...);
+// in what a failed check says to do, this program names its flags instead.
+std::string with_flags(std::string reason) {
+    static constexpr std::pair<std::string_view, std::string_view> flags[] = {
+        {"pool_size", "--pool-size"},
+        {"idle_timeout", "--idle-timeout"},
+        {"keepalive_interval", "--keepalive-interval"},
+        {"max_lifetime", "--max-lifetime"}};
+    const auto advice = reason.rfind(": "); // "the numbers: what to do"
+    if (advice == std::string::npos)
+        return reason;
+    for (const auto& [name, flag] : flags)
+        for (auto at = reason.find(name, advice); at != std::string::npos;
+             at = reason.find(name, at + flag.size()))
+            reason.replace(at, name.size(), flag);
+    return reason;
+}
+
 void print_verdict(const cloudmysql::deployment& d, const cloudmysql::deployment_verdict& v) {
     fmt::print("\ndeployment: {} instances × pool of {}, {} reserved, idle_timeout {}, "
                "keepalive_interval {}, max_lifetime {}\n",
@@ -171,7 +190,9 @@ void print_verdict(const cloudmysql::deployment& d, const cloudmysql::deployment
                seconds_or(d.idle_timeout, "none (kept forever)"),
                seconds_or(d.keepalive_interval, "none (off)"), seconds_or(d.max_lifetime, "none"));
     for (const auto& c : v.checks)
-        fmt::print("  {:<8} {:<21} {}\n", to_string(c.result), c.name, c.reason);
+        fmt::print("  {:<8} {:<21} {}\n", to_string(c.result), c.name,
+                   c.result == cloudmysql::deployment_check::outcome::fail ? with_flags(c.reason)
+                                                                           : c.reason);
     fmt::print("verdict: {}\n", v.passed() ? "pass" : "fail");
 }
 
@@ -251,9 +272,11 @@ int run(int argc, char** argv, bool as_json) {
             d = deployment_of(cl);
             verdict = cloudmysql::check_deployment(report, *d);
         }
+        // Not `"," + verdict_json(...)`: prepending to a temporary string makes GCC 12 at -O3
+        // warn that the copy may overlap (-Wrestrict, a false positive: GCC bug 105651).
         if (cl.json)
-            fmt::print("{{{}{}}}\n", report_json(opts, report),
-                       verdict ? "," + verdict_json(*d, *verdict) : std::string());
+            fmt::print("{{{}{}{}}}\n", report_json(opts, report), verdict ? "," : "",
+                       verdict ? verdict_json(*d, *verdict) : std::string());
         else {
             print_report(opts, report);
             if (verdict)

@@ -103,7 +103,9 @@ struct deployment_check {
     std::string name; ///< the server setting checked: "max_connections", "wait_timeout", ...
     outcome result{};
     /// One line with the numbers, and on failure what to do, e.g. "3 × 8 + 3 reserved = 27 >
-    /// max_connections 20: lower --pool-size to 5 or raise max_connections to 27".
+    /// max_connections 20: lower pool_size to 5 or raise max_connections to 27". Settings are
+    /// named as in deployment (pool_size, idle_timeout, keepalive_interval) and as the server
+    /// names its variables; a program with flags of its own translates.
     std::string reason;
 };
 

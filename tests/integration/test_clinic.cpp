@@ -387,9 +387,9 @@ TEST_CASE("quotes, SQL and emoji in names are stored and read back verbatim") {
 TEST_CASE("search_by_last_name matches '%', '_' and '!' in the prefix literally") {
     clinic_database c;
     auto& repo = c.repo;
-    for (const char* last : {"100% Natural", "100 Natural", "1000 Natural", "A_B", "AxB", "Ex!cl",
+    for (const char* name : {"100% Natural", "100 Natural", "1000 Natural", "A_B", "AxB", "Ex!cl",
                              "Excl", "Back\\slash", "Backslash"})
-        repo.add_patient(make_patient("Test", last));
+        repo.add_patient(make_patient("Test", name));
 
     const auto last_names = [&](std::string_view prefix) {
         std::vector<std::string> out;

@@ -38,7 +38,7 @@ std::vector<std::string> rows_of(connection& conn, const std::string& sql) {
     for (const auto& row : conn.query(sql)) {
         std::string line;
         for (const auto& v : row.values())
-            line += (line.empty() ? "" : "|") + to_display_string(v);
+            line.append(line.empty() ? "" : "|").append(to_display_string(v));
         out.push_back(std::move(line));
     }
     return out;

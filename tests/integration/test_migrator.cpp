@@ -67,10 +67,7 @@ bool contains(std::string_view text, std::string_view part) {
 
 // "1 2 3": versions as doctest can print them.
 std::string list(const std::vector<std::uint64_t>& versions) {
-    std::string out;
-    for (auto v : versions)
-        out += (out.empty() ? "" : " ") + std::to_string(v);
-    return out;
+    return fmt::format("{}", fmt::join(versions, " "));
 }
 
 migration make_migration(std::uint64_t version, std::string name, std::vector<migration_step> up,
@@ -125,7 +122,7 @@ std::string snapshot(const connect_options& target) {
         for (const auto& r : conn.query(fmt::format("SELECT * FROM `{}`", t))) {
             std::string line = "row " + t;
             for (const auto& v : r.values())
-                line += " " + to_display_string(v);
+                line.append(" ").append(to_display_string(v));
             lines.push_back(std::move(line));
         }
     std::sort(lines.begin(), lines.end());
@@ -683,11 +680,116 @@ TEST_CASE("after a recorded failure, a step is run again, not assumed done by it
     // next up runs the statement again (and fails again) instead of recording it as done.
     const auto what = expect_error([&] { m.up(); }, client_errc::migration_failed);
     CHECK(contains(what, "1050"));
+    // The error says what is inconsistent, and both ways out.
+    CHECK(contains(what, "table `b` exists"));
+    CHECK(contains(what, "SET steps_done = 1 WHERE version = 3"));
+    CHECK(contains(what, "DROP TABLE `b`"));
     CHECK(states(m) == "1:applied 2:applied 3:failed ");
 
     conn.query("DROP TABLE b");
     m.up();
     check_like_clean(db.options());
+}
+
+TEST_CASE("a step that ran although its journal entry failed is recorded as done") {
+    scratch_database db;
+    migrator m(db.options(), test_chain());
+    m.up(1);
+    // The history refuses to record step 2 of migration 2 (ALTER TABLE a ADD INDEX idx_a_y) as
+    // done, as a lock wait or a server turned read-only would, after the index was made.
+    connection conn(db.options());
+    conn.query(fmt::format("CREATE TRIGGER refuse_journal BEFORE UPDATE ON `{}` FOR EACH ROW "
+                           "IF NEW.version = 2 AND NEW.steps_done = 2 AND NEW.state = 'applying' "
+                           "THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'journal refused'; "
+                           "END IF",
+                           history_table));
+    const auto what = expect_error([&] { m.up(); }, client_errc::migration_failed);
+    CHECK(contains(what, "step 2 of 3 (ALTER TABLE a ADD INDEX idx_a_y (y)) ran, but recording "
+                         "it in the history failed"));
+    CHECK(contains(what, "journal refused"));
+    CHECK(contains(what, "continues after step 2"));
+    // The history says how far the run really got: the index is there, the step is done.
+    const auto row = *m.status().migrations[1].history;
+    CHECK(row.state == migration_state::failed);
+    CHECK(row.steps_done == 2);
+
+    conn.query("DROP TRIGGER refuse_journal");
+    const auto r = m.up(); // does not make the index again ("Duplicate key name")
+    CHECK(list(r.applied) == "2 3");
+    check_like_clean(db.options());
+}
+
+TEST_CASE("a failed step whose effect is in the database: the error says so and how to settle it") {
+    scratch_database db;
+    auto broken = test_chain();
+    broken[1].up[1] = sql("ALTER TABEL a ADD INDEX idx_a_y (y)"); // a syntax error, as DDL
+    expect_error([&] { migrator(db.options(), broken).up(); }, client_errc::migration_failed);
+    // Somebody fixes it by hand: the index is there, the history still says step 2 failed.
+    connection conn(db.options());
+    conn.query("ALTER TABLE a ADD INDEX idx_a_y (y)");
+
+    migrator fixed(db.options(), test_chain());
+    const auto what = expect_error([&] { fixed.up(); }, client_errc::migration_failed);
+    CHECK(contains(what, "1061"));
+    CHECK(contains(what, "index `idx_a_y` on `a` exists"));
+    CHECK(contains(what, "the history says step 2 of 3 of migration 2 is not done"));
+    CHECK(contains(what, "DROP INDEX `idx_a_y` ON `a`"));
+    CHECK_FALSE(contains(what, "fix the cause and run `up` again"));
+    CHECK(states(fixed) == "1:applied 2:failed 3:pending ");
+
+    // The SQL it gives records the step as done; up then continues after it.
+    const std::string before = "record the step as done: ";
+    const auto from = what.find(before);
+    REQUIRE(from != std::string::npos);
+    const auto to = what.find("; then", from);
+    REQUIRE(to != std::string::npos);
+    const std::string settle = what.substr(from + before.size(), to - from - before.size());
+    CHECK(settle == fmt::format("UPDATE `{}`.`{}` SET steps_done = 2 WHERE version = 2", db.name(),
+                                history_table));
+    conn.query(settle);
+    CHECK(list(fixed.up().applied) == "2 3");
+    check_like_clean(db.options());
+}
+
+TEST_CASE("going down, a step whose effect is already there says so and how to settle it") {
+    scratch_database db;
+    migrator m(db.options(), test_chain());
+    m.up();
+    connection conn(db.options());
+    conn.query("ALTER TABLE a DROP INDEX idx_a_y"); // by hand: migration 2's second down step
+
+    const auto what = expect_error([&] { m.down_to(1); }, client_errc::migration_failed);
+    CHECK(contains(what, "1091"));
+    CHECK(contains(what, "index `idx_a_y` on `a` is absent"));
+    CHECK(contains(what, fmt::format("SET steps_done = 2 WHERE version = 2; then run `down` "
+                                     "again, which continues after step 2")));
+    CHECK(contains(what, "put back what it removes by hand"));
+    CHECK(states(m) == "1:applied 2:reverting 3:pending ");
+
+    conn.query(fmt::format("UPDATE `{}` SET steps_done = 2 WHERE version = 2", history_table));
+    CHECK(list(m.down_to(1).applied) == "2");
+    CHECK(states(m) == "1:applied 2:pending 3:pending ");
+    CHECK(list(m.up().applied) == "2 3");
+    check_like_clean(db.options());
+}
+
+TEST_CASE("a step without a postcondition: the server's 'already exists' names the effect") {
+    scratch_database db;
+    migration view;
+    view.version = 1;
+    view.name = "create_view";
+    view.up = {sql("CREATE VIEW v AS SELECT 1 AS one")};
+    view.down = {sql("DROP VIEW v")};
+    REQUIRE_FALSE(postcondition::derive(view.up[0].sql).has_value());
+    connection conn(db.options());
+    conn.query("CREATE VIEW v AS SELECT 2 AS two"); // somebody's, or this step's run by hand
+    migrator m(db.options(), {view});
+    const auto what = expect_error([&] { m.up(); }, client_errc::migration_failed);
+    CHECK(contains(what, "1050"));
+    CHECK(contains(what, "the server's error says its effect is in the database (a table of that "
+                         "name exists)"));
+    CHECK(contains(what, "SET steps_done = 1 WHERE version = 1"));
+    CHECK(contains(what, "If it is not, undo it by hand and run `up` again"));
 }
 
 TEST_CASE("six migrators at once: each version is applied exactly once") {

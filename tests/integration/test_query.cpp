@@ -286,6 +286,60 @@ TEST_CASE("a transaction guard rolls back unless committed") {
     CHECK(count_rows(conn, "t") == 1);
 }
 
+TEST_CASE("a rollback that fails with the session lost ends the guard: the server rolled back") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    connection other(db.options());
+    {
+        transaction tx(conn);
+        conn.execute("INSERT INTO t VALUES (?)", 1);
+        other.query(fmt::format("KILL CONNECTION {}", conn.connection_id()));
+
+        error_code ec;
+        diagnostics diag;
+        tx.rollback(ec, diag);
+        REQUIRE(ec);
+        CHECK(diag.error_class() == error_class::connection_lost);
+        CHECK(conn.fault() == error_class::connection_lost);
+        // The server ended the session, and with it the transaction: nothing is left to roll
+        // back, and the destructor does not try.
+        CHECK_FALSE(tx.active());
+    }
+    // Rolled back, not committed and not still open: the same key goes in from another
+    // session (an open transaction would hold its lock until innodb_lock_wait_timeout).
+    other.query("SET SESSION innodb_lock_wait_timeout = 10");
+    other.execute("INSERT INTO t VALUES (?)", 1);
+    CHECK(count_rows(other, "t") == 1);
+}
+
+TEST_CASE("a rollback that fails on a live session leaves the guard active, to be tried again") {
+    // An XA transaction started inside the guard (after a COMMIT) makes ROLLBACK fail with
+    // 1399 XAER_RMFAIL while the session, and the XA transaction's insert, are still there.
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    transaction tx(conn);
+    conn.query("COMMIT");
+    conn.query("XA START 'cloudmysql_test'");
+    conn.execute("INSERT INTO t VALUES (?)", 1);
+
+    error_code ec;
+    diagnostics diag;
+    tx.rollback(ec, diag);
+    CHECK(ec.value() == 1399);
+    CHECK(conn.fault() == error_class::none);
+    CHECK(tx.active()); // still open on the session: the guard must not claim otherwise
+    CHECK_THROWS_AS(tx.rollback(), database_error);
+    CHECK(tx.active());
+
+    conn.query("XA END 'cloudmysql_test'");
+    conn.query("XA ROLLBACK 'cloudmysql_test'");
+    tx.rollback(); // now it can
+    CHECK_FALSE(tx.active());
+    CHECK(count_rows(conn, "t") == 0);
+}
+
 TEST_CASE("reset clears the session and re-applies the init statements") {
     scratch_database db;
     connect_options opts = db.options();
@@ -320,6 +374,48 @@ TEST_CASE("reset clears the session and re-applies the init statements") {
     CHECK(ec == client_errc::statement_closed);
     CHECK(contains(diag.client_message(), "prepare it again"));
     conn.ping(); // and the session itself is fine
+}
+
+TEST_CASE("the session state libmariadb reports drives needs_reset and the statement cache") {
+    scratch_database db;
+    scratch_database other;
+    for (const auto* d : {&db, &other}) {
+        connection c(d->options());
+        c.query("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB");
+    }
+    connection(other.options()).query("INSERT INTO t VALUES (1), (2)");
+
+    // The server offers session tracking and connect() asked for it: clean, and a plain SELECT
+    // keeps it clean.
+    connection conn(db.options());
+    CHECK_FALSE(conn.needs_reset());
+    CHECK(conn.execute("SELECT COUNT(*) FROM t")[0].get<int>(0) == 0);
+    CHECK_FALSE(conn.needs_reset());
+
+    // The statement cache follows the database the server reports (schema tracking): the same
+    // SQL after a USE reads the other database's table.
+    conn.query(fmt::format("USE `{}`", other.name()));
+    CHECK(conn.execute("SELECT COUNT(*) FROM t")[0].get<int>(0) == 2);
+
+    // With autocommit off, reading an InnoDB table opens a transaction: only the server's
+    // status flags say so, and the session then needs a reset.
+    connect_options no_autocommit = db.options();
+    no_autocommit.init_statements = {"SET autocommit = 0"};
+    connection in_transaction(no_autocommit);
+    CHECK_FALSE(in_transaction.needs_reset());
+    CHECK(in_transaction.execute("SELECT COUNT(*) FROM t")[0].get<int>(0) == 0);
+    CHECK(in_transaction.needs_reset());
+    CHECK(in_transaction.query("SELECT @@in_transaction")[0].get<int>(0) == 1);
+
+    // A prepared statement's warnings are its execution's; after close() it says it is gone.
+    CHECK(conn.execute("SELECT CAST(? AS UNSIGNED)", "x").warning_count() == 1);
+    CHECK(conn.execute("SELECT ? + 1", 1).warning_count() == 0);
+    statement stmt = conn.prepare("SELECT 1");
+    conn.close();
+    error_code ec;
+    diagnostics diag;
+    stmt.execute_span({}, ec, diag);
+    CHECK(ec == client_errc::statement_closed);
 }
 
 TEST_CASE("reset() restores the database the connection was opened with") {

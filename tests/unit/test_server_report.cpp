@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 using cloudmysql::check_deployment;
 using cloudmysql::deployment;
@@ -66,7 +69,7 @@ TEST_CASE("2 x 8 + 3 fits max_connections 20, 3 x 8 + 3 does not") {
     CHECK_FALSE(over.passed());
     const auto bad = find(over, "max_connections");
     CHECK(bad.result == deployment_check::outcome::fail);
-    CHECK(bad.reason == "3 × 8 + 3 reserved = 27 > max_connections 20: lower --pool-size to 5 "
+    CHECK(bad.reason == "3 × 8 + 3 reserved = 27 > max_connections 20: lower pool_size to 5 "
                         "or raise max_connections to 27");
 }
 
@@ -84,7 +87,7 @@ TEST_CASE("a fix is suggested even when no pool size fits") {
     auto d = pools(20, 1);
     const auto many = find(check_deployment(course_server(), d), "max_connections");
     CHECK(many.result == deployment_check::outcome::fail);
-    CHECK(many.reason.find("run at most 17 instances with --pool-size 1") != std::string::npos);
+    CHECK(many.reason.find("run at most 17 instances with pool_size 1") != std::string::npos);
 
     d = pools(1, 1);
     d.reserve = 20;
@@ -102,7 +105,7 @@ TEST_CASE("max_user_connections is checked only when it is set") {
     CHECK(find(v, "max_connections").result == deployment_check::outcome::pass);
     const auto user = find(v, "max_user_connections");
     CHECK(user.result == deployment_check::outcome::fail);
-    CHECK(user.reason == "2 × 8 + 3 reserved = 19 > max_user_connections 10: lower --pool-size "
+    CHECK(user.reason == "2 × 8 + 3 reserved = 19 > max_user_connections 10: lower pool_size "
                          "to 3 or raise max_user_connections to 19");
     server.max_user_connections = 19;
     CHECK(check_deployment(server, pools(2, 8)).passed());
@@ -163,8 +166,8 @@ TEST_CASE("without a keepalive, an idle_timeout not below wait_timeout fails") {
     CHECK(idle.result == deployment_check::outcome::fail);
     CHECK(idle.reason == "an idle connection is pinged or closed after 600 s (idle_timeout 600 s, "
                          "keepalive_interval 0 (off)), not below wait_timeout 300 s: the server "
-                         "drops idle sessions the pool still holds; lower --keepalive-interval or "
-                         "--idle-timeout below wait_timeout 300, or raise wait_timeout");
+                         "drops idle sessions the pool still holds; lower keepalive_interval or "
+                         "idle_timeout below wait_timeout 300, or raise wait_timeout");
 
     d.keepalive_interval = 300s; // equal is not below
     CHECK(find(check_deployment(server, d), "wait_timeout").result ==
@@ -200,10 +203,38 @@ TEST_CASE("kept forever without a keepalive fails against any wait_timeout") {
     CHECK(find(v, "wait_timeout").reason ==
           "an idle connection is never pinged or closed (idle_timeout 0 (kept forever), "
           "keepalive_interval 0 (off)), not below wait_timeout 28800 s: the server drops idle "
-          "sessions the pool still holds; lower --keepalive-interval or --idle-timeout below "
+          "sessions the pool still holds; lower keepalive_interval or idle_timeout below "
           "wait_timeout 28800");
     d.keepalive_interval = 120s; // kept forever is fine while it is pinged
     CHECK(check_deployment(course_server(), d).passed());
+}
+
+TEST_CASE("every reason names settings as the library does, never a program's flags") {
+    auto server = course_server();
+    server.wait_timeout = 300;
+    server.max_user_connections = 10;
+    std::vector<deployment> failing;
+    for (const auto& [instances, size, reserve] :
+         {std::tuple{3, 8, 3}, std::tuple{20, 1, 3}, std::tuple{1, 1, 20}}) {
+        auto d = pools(static_cast<std::size_t>(instances), static_cast<std::size_t>(size));
+        d.reserve = static_cast<std::size_t>(reserve);
+        failing.push_back(d);
+    }
+    for (const auto& [idle, keepalive] :
+         {std::pair{600s, 0s}, std::pair{0s, 0s}, std::pair{0s, 400s}, std::pair{300s, 300s}}) {
+        auto d = pools(1, 1);
+        d.idle_timeout = idle;
+        d.keepalive_interval = keepalive;
+        failing.push_back(d);
+    }
+    for (const auto& d : failing) {
+        const auto v = check_deployment(server, d);
+        CHECK_FALSE(v.passed());
+        for (const auto& c : v.checks) {
+            INFO(c.reason);
+            CHECK(c.reason.find("--") == std::string::npos);
+        }
+    }
 }
 
 TEST_CASE("what the server did not show is unknown, not a failure") {

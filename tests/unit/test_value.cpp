@@ -3,6 +3,7 @@
 #include <cloudmysql/result.hpp>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <chrono>
 #include <cstdint>
@@ -19,7 +20,7 @@ namespace {
 row make_row(std::vector<value> values) {
     auto cols = std::make_shared<std::vector<column>>();
     for (std::size_t i = 0; i < values.size(); ++i)
-        cols->push_back(column{"c" + std::to_string(i), "INT", false, true});
+        cols->push_back(column{fmt::format("c{}", i), "INT", false, true});
     return row(std::move(values), cols);
 }
 
