@@ -48,8 +48,12 @@ struct param_buffers {
     std::vector<std::int64_t> integers; // int64 and uint64 bit patterns
     std::vector<double> doubles;
 
-    /// Fills the binds for these parameters (allocating only when their number grows).
-    void fill(std::span<const param> params);
+    /// libmariadb holds binds equal to these (mysql_stmt_bind_param() succeeded with them).
+    bool bound = false;
+
+    /// Fills the binds for these parameters (allocating only when their number changes);
+    /// true when they differ from what libmariadb holds, so that they must be bound again.
+    bool fill(std::span<const param> params);
 };
 
 /// What a column looked like when a statement's columns were last read: libmariadb updates a
@@ -75,6 +79,8 @@ struct result_buffers {
     std::vector<my_bool> errors;
     /// The size text() found a buffer should have; grow() applies it between executions.
     std::vector<std::size_t> wanted;
+    /// libmariadb holds these binds for the statement's result (mysql_stmt_bind_result()).
+    bool bound = false;
 
     /// Sizes the buffers for these columns and fills binds.
     void setup(const MYSQL_FIELD* fields, unsigned count);

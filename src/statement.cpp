@@ -252,17 +252,21 @@ void refresh_columns(statement::impl& s, unsigned count) {
 // further results a CALL returns, so that the statement can run again.
 class result_guard {
 public:
-    explicit result_guard(MYSQL_STMT* stmt) noexcept : stmt_(stmt) {}
+    explicit result_guard(statement::impl& s) noexcept : s_(s) {}
     result_guard(const result_guard&) = delete;
     result_guard& operator=(const result_guard&) = delete;
     ~result_guard() {
-        mysql_stmt_free_result(stmt_);
-        while (mysql_stmt_more_results(stmt_) && mysql_stmt_next_result(stmt_) == 0) {
+        MYSQL_STMT* stmt = s_.stmt;
+        mysql_stmt_free_result(stmt);
+        while (mysql_stmt_more_results(stmt)) {
+            s_.results.bound = false; // libmariadb reads the next result's fields afresh
+            if (mysql_stmt_next_result(stmt) != 0)
+                break;
         }
     }
 
 private:
-    MYSQL_STMT* stmt_;
+    statement::impl& s_;
 };
 
 // Stores the result and binds the buffers: what both reads do after executing.
@@ -272,12 +276,16 @@ bool store_and_bind(statement::impl& s, error_code& ec, diagnostics& diag) {
         return false;
     }
     s.results.grow();
-    // libmariadb keeps the bound buffers between executions, but forgets them when it reads
-    // new metadata (a CALL's result sets): binding again costs a pass over the columns.
+    // libmariadb keeps the bound buffers from one execution to the next, as long as the
+    // statement returns one result (it forgets them when more follow, as after a CALL).
+    if (s.results.bound && !mysql_stmt_more_results(s.stmt))
+        return true;
     if (mysql_stmt_bind_result(s.stmt, s.results.binds.data()) != 0) {
+        s.results.bound = false;
         set_error_from(s.stmt, context_of(s), ec, diag);
         return false;
     }
+    s.results.bound = true;
     return true;
 }
 
@@ -285,17 +293,19 @@ bool store_and_bind(statement::impl& s, error_code& ec, diagnostics& diag) {
 
 namespace detail {
 
-void param_buffers::fill(std::span<const param> params) {
+bool param_buffers::fill(std::span<const param> params) {
     const std::size_t n = params.size();
+    bool changed = !bound;
     if (binds.size() != n) {
         binds.resize(n);
         times.resize(n);
         lengths.resize(n);
         integers.resize(n);
         doubles.resize(n);
+        changed = true;
     }
     for (std::size_t i = 0; i < n; ++i) {
-        MYSQL_BIND& b = binds[i];
+        MYSQL_BIND b;
         std::memset(&b, 0, sizeof b);
         std::visit(
             [&](const auto& v) {
@@ -342,7 +352,15 @@ void param_buffers::fill(std::span<const param> params) {
                 }
             },
             params[i].get());
+        // libmariadb keeps its own copy of the binds and reads the values through their
+        // pointers at each execution: only another type, pointer or length needs a new bind.
+        const MYSQL_BIND& old = binds[i];
+        changed = changed || b.buffer_type != old.buffer_type || b.buffer != old.buffer ||
+                  b.buffer_length != old.buffer_length || b.is_unsigned != old.is_unsigned ||
+                  b.length != old.length;
+        binds[i] = b;
     }
+    return changed;
 }
 
 void result_buffers::setup(const MYSQL_FIELD* fields, unsigned count) {
@@ -356,6 +374,7 @@ void result_buffers::setup(const MYSQL_FIELD* fields, unsigned count) {
     nulls.assign(count, 0);
     errors.assign(count, 0);
     wanted.assign(count, 0);
+    bound = false;
     for (unsigned i = 0; i < count; ++i) {
         const MYSQL_FIELD& f = fields[i];
         MYSQL_BIND& b = binds[i];
@@ -393,6 +412,7 @@ void result_buffers::grow() {
         strings[i].resize(wanted[i]);
         binds[i].buffer = strings[i].data();
         binds[i].buffer_length = strings[i].size();
+        bound = false;
     }
 }
 
@@ -495,9 +515,14 @@ bool execute_prepared(statement::impl& s, std::span<const param> params, error_c
                          ec, diag);
         return false;
     }
-    s.params.fill(params);
-    if ((!params.empty() && mysql_stmt_bind_param(stmt, s.params.binds.data()) != 0) ||
-        mysql_stmt_execute(stmt) != 0) {
+    if (s.params.fill(params) && !params.empty()) {
+        s.params.bound = mysql_stmt_bind_param(stmt, s.params.binds.data()) == 0;
+        if (!s.params.bound) {
+            set_error_from(stmt, context_of(s), ec, diag);
+            return false;
+        }
+    }
+    if (mysql_stmt_execute(stmt) != 0) {
         set_error_from(stmt, context_of(s), ec, diag);
         return false;
     }
@@ -514,7 +539,7 @@ result buffer_result(statement::impl& s, error_code& ec, diagnostics& diag) {
     refresh_columns(s, count);
     std::vector<row> rows;
     {
-        const result_guard guard(stmt);
+        const result_guard guard(s);
         if (!store_and_bind(s, ec, diag))
             return {};
         rows.reserve(static_cast<std::size_t>(mysql_stmt_num_rows(stmt)));
@@ -744,7 +769,7 @@ void detail::read_typed(statement::impl& s, const row_reader& reader, text_arena
         return;
     }
     refresh_columns(s, count);
-    const result_guard guard(stmt);
+    const result_guard guard(s);
     if (s.checked_row_type != reader.row_type || s.checked_version != s.columns_version) {
         if (!check_columns(s, reader.fields, count, ec, diag))
             return;

@@ -333,3 +333,31 @@ TEST_CASE("results of the dynamic path share their column list across executions
     CHECK(first[0].get<int>("id") == 1);
     CHECK(first.columns()[1].name == "name");
 }
+
+TEST_CASE("a CALL that returns rows runs again and again through the reused buffers") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE PROCEDURE pair(IN n INT) SELECT n AS a, REPEAT('x', n) AS b");
+    // A CALL answers with its result, then a status: libmariadb rebinds the fetch buffers
+    // each time, with a short value, then a longer one than the first buffer held.
+    for (const int n : {1, 3, 2000, 5}) {
+        CAPTURE(n);
+        const result r = conn.execute("CALL pair(?)", n);
+        REQUIRE(r.size() == 1);
+        CHECK(r[0].get<int>("a") == n);
+        CHECK(r[0].get<std::string>("b") == std::string(static_cast<std::size_t>(n), 'x'));
+        const auto typed = conn.query_as<std::tuple<std::int64_t, std::string>>("CALL pair(?)", n);
+        REQUIRE(typed.size() == 1);
+        CHECK(std::get<0>(typed[0]) == n);
+        CHECK(std::get<1>(typed[0]) == std::string(static_cast<std::size_t>(n), 'x'));
+    }
+    // Parameters of another type or length on the same statement: bound again.
+    for (const auto& word : {std::string("a"), std::string("longer"), std::string()}) {
+        CHECK(conn.query_as<std::string>("SELECT CONCAT(?, '!')", word) ==
+              std::vector<std::string>{word + "!"});
+    }
+    CHECK(conn.query_as<std::optional<std::string>>("SELECT CONCAT(?, '!')", nullptr) ==
+          std::vector<std::optional<std::string>>{std::nullopt});
+    CHECK(conn.query_as<std::string>("SELECT CONCAT(?, '!')", 12) ==
+          std::vector<std::string>{"12!"});
+}
