@@ -361,3 +361,46 @@ TEST_CASE("a CALL that returns rows runs again and again through the reused buff
     CHECK(conn.query_as<std::string>("SELECT CONCAT(?, '!')", 12) ==
           std::vector<std::string>{"12!"});
 }
+
+namespace {
+// README.md, "Typed rows": the same code, run.
+struct patient_card {
+    std::int64_t id;
+    std::string first_name;
+    std::optional<std::chrono::year_month_day> born; // std::optional: the column may be NULL
+};
+} // namespace
+template <>
+struct cloudmysql::row_mapping<patient_card> {
+    static constexpr auto fields =
+        std::make_tuple(&patient_card::id, &patient_card::first_name, &patient_card::born);
+};
+
+TEST_CASE("the README's typed rows example runs") {
+    scratch_database db;
+    connection conn(db.options());
+    conn.query("CREATE TABLE patients (id INT AUTO_INCREMENT PRIMARY KEY, first_name VARCHAR(50) "
+               "NOT NULL, last_name VARCHAR(50) NOT NULL, date_of_birth DATE NULL)");
+    conn.query("INSERT INTO patients (first_name, last_name, date_of_birth) VALUES "
+               "('Ada', 'Lovelace', '1815-12-10'), ('Byron', 'Lovelace', NULL), "
+               "('Alan', 'Turing', '1912-06-23')");
+
+    std::vector<patient_card> cards = conn.query_as<patient_card>(
+        "SELECT id, first_name, date_of_birth FROM patients WHERE last_name = ?", "Lovelace");
+    auto pairs = conn.query_as<std::tuple<std::int64_t, std::string_view>>(
+        "SELECT id, last_name FROM patients WHERE id < ?", 100);
+    std::int64_t n = conn.query_as<std::int64_t>("SELECT COUNT(*) FROM patients").at(0);
+    std::vector<std::string> names;
+    conn.for_each_as<std::tuple<std::int64_t, std::string_view>>(
+        "SELECT id, last_name FROM patients",
+        [&](const auto& row) { names.emplace_back(std::get<1>(row)); });
+
+    REQUIRE(cards.size() == 2);
+    CHECK(cards[0].first_name == "Ada");
+    CHECK(cards[0].born == 1815y / 12 / 10);
+    CHECK_FALSE(cards[1].born.has_value());
+    REQUIRE(pairs.size() == 3);
+    CHECK(std::get<1>(pairs[2]) == "Turing");
+    CHECK(n == 3);
+    CHECK(names == std::vector<std::string>{"Lovelace", "Lovelace", "Turing"});
+}
