@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace cloudmysql {
@@ -107,9 +108,8 @@ public:
     /// the fetch buffers, valid only during that call. on_row must not use this connection;
     /// an exception from it stops the read (the rest of the result is discarded) and
     /// propagates. Returns the number of rows read.
-    template <typed_row Row, class OnRow, class... Params>
-    requires std::invocable<OnRow&, const Row&> std::size_t
-    for_each_as(std::string_view sql, OnRow&& on_row, const Params&... params) {
+    template <typed_row Row, row_callback<Row> OnRow, class... Params>
+    std::size_t for_each_as(std::string_view sql, OnRow&& on_row, const Params&... params) {
         const std::array<param, sizeof...(Params)> bound{param(params)...};
         error_code ec;
         diagnostics diag;
@@ -120,15 +120,14 @@ public:
     /// for_each_as() with the parameters as a span, reporting errors through ec and diag (an
     /// exception from on_row still propagates). Rows handed to on_row before an error stay
     /// handed.
-    template <typed_row Row, class OnRow>
-    requires std::invocable<OnRow&, const Row&> std::size_t
-    for_each_as_span(std::string_view sql, std::span<const param> params, OnRow& on_row,
-                     error_code& ec, diagnostics& diag) {
+    template <typed_row Row, row_callback<Row> OnRow>
+    std::size_t for_each_as_span(std::string_view sql, std::span<const param> params,
+                                 OnRow&& on_row, error_code& ec, diagnostics& diag) {
         struct state {
-            OnRow* on_row;
+            std::remove_reference_t<OnRow>* on_row;
             Row row{};
             std::size_t count = 0;
-        } st{&on_row};
+        } st{std::addressof(on_row)};
         read_rows(sql, params,
                   make_reader<Row>(false, &st,
                                    [](void* ctx, const detail::fetched_row& r) {

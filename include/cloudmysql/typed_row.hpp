@@ -282,4 +282,9 @@ concept typed_row = std::default_initializable<Row> && requires {
     detail::row_traits<Row>::fields;
 };
 
+/// What for_each_as<Row>() calls for each row: anything callable with a const Row&.
+template <class F, class Row>
+concept row_callback = std::invocable < std::remove_reference_t<F>
+&, const Row& > ;
+
 } // namespace cloudmysql

@@ -257,9 +257,8 @@ TEST_CASE("a row type that does not fit the result says which column, what and w
     error_code ec;
     diagnostics diag;
     const std::array<param, 0> none{};
-    auto on_row = [](const std::tuple<int, int>&) {};
-    CHECK(conn.for_each_as_span<std::tuple<int, int>>("SELECT id, name FROM m", none, on_row, ec,
-                                                      diag) == 0);
+    CHECK(conn.for_each_as_span<std::tuple<int, int>>(
+              "SELECT id, name FROM m", none, [](const std::tuple<int, int>&) {}, ec, diag) == 0);
     CHECK(ec == make_error_code(client_errc::type_mismatch));
     CHECK(contains(diag.client_message(), "column 1 'name'"));
     CHECK(
