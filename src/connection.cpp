@@ -1106,9 +1106,10 @@ void connection::read_rows(std::string_view sql, std::span<const param> params,
                            const detail::row_reader& reader, error_code& ec, diagnostics& diag) {
     ec.clear();
     diag.clear();
-    if (!check_open(impl_.get(), "query_as", ec, diag))
+    if (!check_open(impl_.get(), reader.keep_text ? "query_as" : "for_each_as", ec, diag))
         return;
-    impl_->arena.clear(); // the views the previous read returned end here, as documented
+    if (reader.keep_text) // the views the previous query_as() returned end here, as documented
+        impl_->arena.clear();
     run_cached(sql, params, ec, diag, [&](statement::impl& s, error_code& e, diagnostics& d) {
         detail::read_typed(s, reader, impl_->arena, e, d);
     });

@@ -403,3 +403,12 @@ TEST_CASE("the README's typed rows example runs") {
     CHECK(n == 3);
     CHECK(names == std::vector<std::string>{"Lovelace", "Lovelace", "Turing"});
 }
+
+TEST_CASE("a typed read on a closed connection names the call and what to do") {
+    connection conn;
+    auto e = error_of([&] { conn.query_as<int>("SELECT 1"); });
+    CHECK(e.code() == make_error_code(client_errc::not_connected));
+    CHECK(contains(e.what(), "query_as: the connection is not open: call connect() first"));
+    e = error_of([&] { conn.for_each_as<int>("SELECT 1", [](int) {}); });
+    CHECK(contains(e.what(), "for_each_as: the connection is not open"));
+}
