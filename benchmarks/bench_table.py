@@ -107,7 +107,7 @@ def main():
                        ("runs", "runs"), ("server", "MariaDB server"),
                        ("libmariadb", "libmariadb"), ("compiler", "compiler"),
                        ("cloudmysql", "cloudmysql"), ("benchmark", "Google Benchmark"),
-                       ("soci", "SOCI (libsoci-dev)"), ("hikaricp", "HikariCP baseline")]:
+                       ("soci", "SOCI (libsoci-dev)"), ("hikaricp", "HikariCP and Connector/J")]:
         if key in facts:
             print(f"| {label} | {facts[key]} |")
     if hikari_versions:
@@ -148,9 +148,10 @@ def main():
                 else:
                     d16 = qps(throughput, "dedicated", 16)
                     best = max(x for x in (d16, d) if x) if (d16 or d) else None
+                    each = " / ".join("—" if r is None else f"{r:.2f}"
+                                      for r in (ratio(p, d16), ratio(p, d)))
                     vs_dedicated = (f"{judged(ratio(p, best), 0.95)} (>= 0.95 against the "
-                                    f"better of dedicated at 16 and 64: "
-                                    f"{ratio(p, d16) or 0:.2f} / {ratio(p, d) or 0:.2f})")
+                                    f"better of dedicated at 16 and 64: {each})")
                 print(f"| {t}{' (pool 16)' if t > 16 else ''} | {rate(d)} | {way} | "
                       f"{rate(p)} | {rate(s)} | {rate(h)} | {rate(c)} | {vs_dedicated} | "
                       f"{judged(ratio(p, s), 1.3)} | {judged(ratio(p, h), 1.0)} | "
@@ -160,11 +161,12 @@ def main():
     rows = []
     if async_ is not None:
         dedicated_counts = sorted(k[1] for k in async_ if k[0] == "dedicated")
-        for (name, _), b in sorted(async_.items()):
+        runs = []
+        for (name, _), b in async_.items():
             m = re.fullmatch(r"async_pooled/(\d+)/(\d+)", name)
-            if not m:
-                continue
-            conc, io = int(m.group(1)), int(m.group(2))
+            if m:
+                runs.append((int(m.group(1)), int(m.group(2)), b))
+        for conc, io, b in sorted(runs, key=lambda r: r[:2]):
             fitting = [n for n in dedicated_counts if n <= conc]
             if not fitting:
                 continue
