@@ -13,6 +13,7 @@
 // Prints one line per thread count, for scripts/bench to read:
 //   hikaricp threads=4 queries_per_second=16170.2 lookups=48511 seconds=3.00
 // Usage: java -cp CLASSPATH HikariLookup [--seconds S] [--warmup S] [--threads 1,4,16,64]
+//                                       [--database NAME]
 import com.zaxxer.hikari.HikariConfig;
 import com.zaxxer.hikari.HikariDataSource;
 
@@ -213,9 +214,11 @@ public final class HikariLookup {
     static void usage(String problem) {
         System.err.println("HikariLookup: " + problem);
         System.err.println("usage: java -cp CLASSPATH HikariLookup [--seconds S] [--warmup S] "
-                           + "[--threads 1,4,16,64]");
+                           + "[--threads 1,4,16,64] [--database NAME]");
         System.err.println("  The server comes from CLOUDMYSQL_URL "
-                           + "(mysql://USER:PASSWORD@HOST[:PORT]/DB?ssl-mode=...&ssl-ca=FILE).");
+                           + "(mysql://USER:PASSWORD@HOST[:PORT]/DB?ssl-mode=...&ssl-ca=FILE);");
+        System.err.println("  --database replaces its database. Each thread count runs for "
+                           + "--warmup (default 0.5) then --seconds (default 3).");
         System.exit(2);
     }
 
@@ -223,6 +226,7 @@ public final class HikariLookup {
         double seconds = 3;
         double warmup = 0.5;
         int[] threadCounts = {1, 4, 16, 64};
+        String database = null;
         for (int i = 0; i < args.length; ++i) {
             if (i + 1 >= args.length)
                 usage(args[i] + " needs a value");
@@ -230,6 +234,7 @@ public final class HikariLookup {
                 switch (args[i]) {
                 case "--seconds" -> seconds = Double.parseDouble(args[++i]);
                 case "--warmup" -> warmup = Double.parseDouble(args[++i]);
+                case "--database" -> database = args[++i];
                 case "--threads" -> {
                     final String[] parts = args[++i].split(",");
                     threadCounts = new int[parts.length];
@@ -244,6 +249,9 @@ public final class HikariLookup {
         }
         if (!(seconds > 0) || !(warmup >= 0))
             usage("--seconds must be above 0 and --warmup at least 0");
+        for (int threads : threadCounts)
+            if (threads < 1 || threads > 1024)
+                usage("--threads takes counts from 1 to 1024, separated by commas");
         final String url = System.getenv("CLOUDMYSQL_URL");
         if (url == null || url.isEmpty())
             usage("no server: set CLOUDMYSQL_URL");
@@ -254,6 +262,8 @@ public final class HikariLookup {
             usage(e.getMessage());
             return;
         }
+        if (database != null)
+            server.database = database;
 
         final HikariConfig config = new HikariConfig();
         config.setJdbcUrl(jdbcUrl(server));
