@@ -144,6 +144,7 @@ public final class HikariLookup {
         volatile boolean counting = false;
         volatile boolean stop = false;
         long lookups = 0;
+        long found = 0; // lookups (counted or not) that returned their patient
         Throwable error = null;
 
         Worker(HikariDataSource pool, long minId, long maxId) {
@@ -164,6 +165,8 @@ public final class HikariLookup {
                         ps.setLong(1, id);
                         try (ResultSet rs = ps.executeQuery()) {
                             while (rs.next()) {
+                                if (rs.getLong(1) == id)
+                                    ++found;
                                 sink += rs.getInt(1);
                                 sink += rs.getString(2).length() + rs.getString(3).length();
                                 sink += rs.getDate(4).getTime();
@@ -199,6 +202,7 @@ public final class HikariLookup {
         for (Worker w : workers)
             w.counting = false;
         long total = 0;
+        long found = 0;
         for (Worker w : workers) {
             w.stop = true;
         }
@@ -207,7 +211,13 @@ public final class HikariLookup {
             if (w.error != null)
                 throw new RuntimeException("a lookup failed: " + w.error, w.error);
             total += w.lookups;
+            found += w.found;
         }
+        // The ids lie between the first and the last patient: lookups that found none read
+        // nothing, whatever their speed.
+        if (total > 0 && found == 0)
+            throw new IllegalStateException("the lookups found no patient: check the patients "
+                                            + "table");
         return total;
     }
 
