@@ -136,10 +136,10 @@ run_summary random_run(std::uint64_t seed, int steps) {
             fake_clock::advance(std::chrono::milliseconds(pick(400)));
             break;
         case 7:
-            h.pool.run_one_job();
+            h.run_one_job();
             break;
         case 8:
-            h.pool.run_timers();
+            h.run_timers();
             break;
         case 9:
             h.deliver();
