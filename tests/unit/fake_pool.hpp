@@ -84,6 +84,9 @@ struct fake_connection {
     /// What connection::needs_reset() would say: a test clears it as if the holder had run
     /// only plain SELECTs; reset() leaves it as it is.
     bool needs_reset = true;
+    /// Something a holder left in the session (a test sets it); reset() clears it, and the
+    /// pool must never hand it to the next holder.
+    int session_state = 0;
 };
 
 struct fake_connector {
@@ -121,6 +124,8 @@ struct fake_connector {
         ++server->resets;
         wait_while_silent(lock, c);
         check(c, ec, diag);
+        if (!ec)
+            c.session_state = 0;
     }
     /// What connection::interrupt() does: the blocked ping or reset returns, the session lost.
     void interrupt(const fake_connection& c) const noexcept {

@@ -286,6 +286,37 @@ public:
         dispatch(now, fx);
     }
 
+    // ---- fast paths, beside the transitions ----------------------------------------------
+    // The two steps of a cycle that finds nothing to decide: a lease of a connection idle and
+    // fresh, a clean return. Each does what its transition would do in that case, without I/O
+    // and without dispatch() (nothing it changes can start a connect or fail a request), and
+    // declines (nullptr, false) whenever anything else could happen: the caller then takes
+    // the transition.
+
+    /// try_lease() when the top of the idle stack is fresh and nobody waits; else nullptr.
+    slot* lease_idle(time_point now, std::source_location where) noexcept {
+        if (closed_ || !waiters_.empty() || idle_.empty())
+            return nullptr;
+        slot* s = idle_.back();
+        if (retire_reason(*s, now) || needs_validation(*s, now))
+            return nullptr;
+        idle_.pop_back();
+        lease(s, now, where, now);
+        return s;
+    }
+
+    /// on_return() for a session that needs no reset and saw no fault: idle, or straight to
+    /// the first waiter (a grant in `fx`). False when on_return() must decide (the pool is
+    /// closed, the connection is due to retire).
+    bool return_clean(time_point now, slot* s, effects& fx) {
+        if (closed_ || retire_reason(*s, now))
+            return false;
+        metrics_.use_time.record(now - s->leased_at);
+        s->last_used = now;
+        serve_or_idle(s, now, fx);
+        return true;
+    }
+
     /// Starts what min_idle asks for (warm_up()).
     void fill(time_point now, effects& fx) { dispatch(now, fx); }
 

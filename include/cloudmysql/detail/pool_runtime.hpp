@@ -108,15 +108,21 @@ public:
 
     /// An idle connection that needs no check, or nullptr; never waits.
     slot* try_acquire(std::source_location where) {
+        const time_point early = Clock::now(); // outside the lock: the fast path's only clock read
         actions out;
         slot* s = nullptr;
+        bool to_deliver = false;
         {
             std::lock_guard lock(mutex_);
+            if ((s = core_.lease_idle(early, where)) != nullptr) {
+                poke_timer(core_.next_deadline(*s, false));
+                return s;
+            }
             const time_point now = Clock::now();
             s = core_.try_lease(now, where, fx_);
-            apply(now, out);
+            to_deliver = apply(now, out);
         }
-        run(out);
+        run(out, to_deliver);
         return s;
     }
 
@@ -124,29 +130,55 @@ public:
     slot* acquire(error_code& ec, diagnostics& diag, std::source_location where) {
         ec.clear();
         diag.clear();
-        if (slot* s = try_acquire(where))
-            return s;
-        if (manual_) {
-            // Kept alive by the queue too: a manual acquire that cannot complete throws and
-            // leaves its request queued (until the pool closes).
-            auto shared = std::make_shared<sync_wait>();
-            submit(where, waiter{{}, shared.get(), shared});
-            drive_until_done(*shared);
-            ec = shared->ec;
-            diag = std::move(shared->diag);
-            return shared->granted;
-        }
+        if (manual_)
+            return acquire_manual(ec, diag, where);
+        const time_point early = Clock::now();
         sync_wait wait;
-        submit(where, waiter{{}, &wait, nullptr});
-        wait.wait();
+        actions out;
+        bool to_deliver = false;
+        slot* got = nullptr;
         {
-            // The thread that settled it may still be inside wake(): it holds the lock until
-            // then, so that `wait` outlives its use.
+            // One critical section: a lease at once, or a place in the queue.
+            std::lock_guard lock(mutex_);
+            if ((got = core_.lease_idle(early, where)) != nullptr) {
+                poke_timer(core_.next_deadline(*got, false));
+                return got;
+            }
+            const time_point now = Clock::now();
+            got = core_.try_lease(now, where, fx_);
+            if (got == nullptr)
+                core_.enqueue(now, where, waiter{{}, &wait, nullptr}, fx_);
+            to_deliver = apply(now, out);
+        }
+        run(out, to_deliver);
+        if (got != nullptr)
+            return got;
+        if (wait.wait()) {
+            // It slept: the thread that settled it woke it under the lock, and may still be
+            // inside notify_one(); once the lock is free, `wait` is no longer used.
             std::lock_guard lock(mutex_);
         }
         ec = wait.ec;
         diag = std::move(wait.diag);
         return wait.granted;
+    }
+
+    // Manual drive: the caller's thread runs the pool's work until its request is settled.
+    slot* acquire_manual(error_code& ec, diagnostics& diag, std::source_location where) {
+        if (slot* s = try_acquire(where))
+            return s;
+        // Kept alive by the queue too: a manual acquire that cannot complete throws and leaves
+        // its request queued (until the pool closes).
+        auto shared = std::make_shared<sync_wait>();
+        submit(where, waiter{{}, shared.get(), shared});
+        while (!shared->settled()) {
+            run_timers();
+            if (!run_one_job() && !shared->settled())
+                throw std::logic_error(pool_messages::manual_acquire_stuck);
+        }
+        ec = shared->ec;
+        diag = std::move(shared->diag);
+        return shared->granted;
     }
 
     /// Queues an async request; `complete` runs outside the lock, in the order decided.
@@ -159,14 +191,24 @@ public:
         // The returning thread still owns the connection: ask the connector outside the lock.
         const error_class fault = connector_.fault(std::as_const(s->conn));
         const bool reset = needs_reset(s->conn);
+        const bool clean =
+            !discard && reason == error_class::none && fault == error_class::none && !reset;
+        const time_point early = Clock::now();
         actions out;
+        bool to_deliver = false;
         {
             std::lock_guard lock(mutex_);
-            const time_point now = Clock::now();
-            core_.on_return(now, s, discard, reason, fault, reset, fx_);
-            apply(now, out);
+            if (clean && core_.return_clean(early, s, fx_)) {
+                // Idle, or leased to the first waiter: no I/O, no dispatch, one lock.
+                to_deliver = settle_grants();
+                poke_timer(core_.next_deadline(*s, core_.idle_count() > options().min_idle));
+            } else {
+                const time_point now = Clock::now();
+                core_.on_return(now, s, discard, reason, fault, reset, fx_);
+                to_deliver = apply(now, out);
+            }
         }
-        run(out);
+        run(out, to_deliver);
     }
 
     void warm_up(error_code& ec, diagnostics& diag) {
@@ -270,15 +312,43 @@ private:
     // Work to do once the lock is released: I/O of a stopped pool, user callbacks.
     using actions = std::vector<action>;
 
-    // A blocking acquire() waiting on its own thread: settled under the lock by whoever
-    // decides, woken directly (no hand-off through another thread).
+    // A blocking acquire() waiting on its own thread, settled under the lock by whichever
+    // thread decides, and woken alone (no thundering herd, no hand-off through a pool thread).
+    // It spins briefly before it sleeps: with more threads than connections, a connection
+    // comes back within microseconds, much sooner than a sleep and a wake-up take.
     struct sync_wait {
-        std::atomic<std::uint32_t> done{0};
+        static constexpr std::uint32_t awake = 0, asleep = 1, done = 2;
+        std::atomic<std::uint32_t> state{awake};
         slot* granted = nullptr;
         error_code ec;
         diagnostics diag;
 
-        void wait() { done.wait(0, std::memory_order_acquire); }
+        bool settled() const noexcept { return state.load(std::memory_order_acquire) == done; }
+
+        // Under the pool's lock, after the results are written.
+        void settle() noexcept {
+            if (state.exchange(done, std::memory_order_acq_rel) == asleep)
+                state.notify_one();
+        }
+
+        // Returns once settled; true when it slept (settle() then woke it under the lock).
+        bool wait() noexcept {
+            using namespace std::chrono;
+            const auto spin_until = steady_clock::now() + microseconds(50);
+            for (unsigned i = 1;; ++i) {
+                if (settled())
+                    return false;
+                std::this_thread::yield();
+                if (i % 16 == 0 && steady_clock::now() >= spin_until)
+                    break;
+            }
+            std::uint32_t expected = awake;
+            if (!state.compare_exchange_strong(expected, asleep, std::memory_order_acq_rel))
+                return false; // settled meanwhile
+            while (!settled())
+                state.wait(asleep, std::memory_order_acquire);
+            return true;
+        }
     };
 
     // What the core keeps for a request that waits: a completion (async) or a sync_wait.
@@ -302,15 +372,6 @@ private:
         run(out);
     }
 
-    // Manual drive: a blocking acquire runs the pool's work itself until it is settled.
-    void drive_until_done(sync_wait& wait) {
-        while (wait.done.load(std::memory_order_acquire) == 0) {
-            run_timers();
-            if (!run_one_job() && wait.done.load(std::memory_order_acquire) == 0)
-                throw std::logic_error(pool_messages::manual_acquire_stuck);
-        }
-    }
-
     bool needs_reset(const connection_type& conn) const noexcept {
         if constexpr (connector_tracks_resets<Connector>)
             return connector_.needs_reset(conn);
@@ -319,8 +380,9 @@ private:
     }
 
     // Under the lock, after a transition: start the I/O it asked for, settle the requests it
-    // decided (in that order), and move the timer to next_deadline().
-    void apply(time_point now, actions& out) {
+    // decided (in that order), and move the timer to next_deadline(). True when async
+    // completions wait for deliver().
+    bool apply(time_point now, actions& out) {
         for (auto& io : fx_.io) {
             switch (io.what) {
             case io_kind::connect:
@@ -362,9 +424,7 @@ private:
             }
         }
         fx_.io.clear();
-        for (auto& g : fx_.grants)
-            settle(std::move(g));
-        fx_.grants.clear();
+        const bool to_deliver = settle_grants();
         for (auto& report : fx_.leaks)
             out.push_back([self = this->shared_from_this(), report] {
                 if (self->options().on_leak)
@@ -374,6 +434,7 @@ private:
             });
         fx_.leaks.clear();
         poke_timer(core_.next_deadline(now));
+        return to_deliver;
     }
 
     void close_job(slot* s) {
@@ -385,36 +446,43 @@ private:
     template <class F>
     void after_io(F&& f) {
         actions out;
+        bool to_deliver = false;
         {
             std::lock_guard lock(mutex_);
             const time_point now = Clock::now();
             f(now);
-            apply(now, out);
+            to_deliver = apply(now, out);
         }
-        run(out);
+        run(out, to_deliver);
     }
 
-    void settle(typename core_type::grant g) {
-        if (sync_wait* w = g.waiter.sync) {
-            w->granted = g.granted;
-            w->ec = g.ec;
-            w->diag = std::move(g.diag);
-            w->done.store(1, std::memory_order_release);
-            w->done.notify_one(); // under the lock: see acquire()
-            return;
+    // Under the lock: tells the requests the last transition settled, in the order decided.
+    // True when async completions wait in deliveries_ (deliver() them after the lock).
+    bool settle_grants() {
+        for (auto& g : fx_.grants) {
+            if (sync_wait* w = g.waiter.sync) {
+                w->granted = g.granted;
+                w->ec = g.ec;
+                w->diag = std::move(g.diag);
+                w->settle();
+                continue;
+            }
+            deliveries_.push_back([c = std::move(g.waiter.async), ec = g.ec, d = std::move(g.diag),
+                                   s = g.granted]() mutable { c(ec, std::move(d), s); });
         }
-        deliveries_.push_back([c = std::move(g.waiter.async), ec = g.ec, d = std::move(g.diag),
-                               s = g.granted]() mutable { c(ec, std::move(d), s); });
+        fx_.grants.clear();
+        return !deliveries_.empty();
     }
 
     // Runs what was decided under the lock. Completions go through one queue, drained by one
     // thread at a time, so that async requests learn their results in the order the pool
     // decided them, whichever threads made the decisions.
-    void run(actions& out) {
+    void run(actions& out, bool to_deliver = true) {
         for (auto& a : out)
             a();
         out.clear();
-        deliver();
+        if (to_deliver)
+            deliver();
     }
 
     void deliver() {
