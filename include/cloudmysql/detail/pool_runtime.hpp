@@ -133,7 +133,7 @@ public:
         if (manual_)
             return acquire_manual(ec, diag, where);
         const time_point early = Clock::now();
-        sync_wait wait;
+        std::optional<sync_wait> wait; // only when it has to wait
         actions out;
         bool to_deliver = false;
         slot* got = nullptr;
@@ -147,20 +147,20 @@ public:
             const time_point now = Clock::now();
             got = core_.try_lease(now, where, fx_);
             if (got == nullptr)
-                core_.enqueue(now, where, waiter{{}, &wait, nullptr}, fx_);
+                core_.enqueue(now, where, waiter{{}, &wait.emplace(), nullptr}, fx_);
             to_deliver = apply(now, out);
         }
         run(out, to_deliver);
         if (got != nullptr)
             return got;
-        if (wait.wait()) {
+        if (wait->wait()) {
             // It slept: the thread that settled it woke it under the lock, and may still be
             // inside notify_one(); once the lock is free, `wait` is no longer used.
             std::lock_guard lock(mutex_);
         }
-        ec = wait.ec;
-        diag = std::move(wait.diag);
-        return wait.granted;
+        ec = wait->ec;
+        diag = std::move(wait->diag);
+        return wait->granted;
     }
 
     // Manual drive: the caller's thread runs the pool's work until its request is settled.
@@ -318,6 +318,8 @@ private:
     // comes back within microseconds, much sooner than a sleep and a wake-up take.
     struct sync_wait {
         static constexpr std::uint32_t awake = 0, asleep = 1, done = 2;
+        static constexpr unsigned spin_yields = 100;
+        static constexpr std::chrono::microseconds spin_for{50};
         std::atomic<std::uint32_t> state{awake};
         slot* granted = nullptr;
         error_code ec;
@@ -333,13 +335,15 @@ private:
 
         // Returns once settled; true when it slept (settle() then woke it under the lock).
         bool wait() noexcept {
-            using namespace std::chrono;
-            const auto spin_until = steady_clock::now() + microseconds(50);
-            for (unsigned i = 1;; ++i) {
+            // At most spin_yields yields and spin_for: on an idle machine a yield returns at
+            // once (the spin costs a few microseconds of CPU), on a busy one it lets the
+            // holders run, and the time bound keeps a long wait from staying runnable.
+            const auto spin_end = std::chrono::steady_clock::now() + spin_for;
+            for (unsigned i = 1; i <= spin_yields; ++i) {
                 if (settled())
                     return false;
                 std::this_thread::yield();
-                if (i % 16 == 0 && steady_clock::now() >= spin_until)
+                if (i % 8 == 0 && std::chrono::steady_clock::now() >= spin_end)
                     break;
             }
             std::uint32_t expected = awake;
