@@ -183,7 +183,20 @@ public:
 
     /// Queues an async request; `complete` runs outside the lock, in the order decided.
     void async_acquire(std::source_location where, completion complete) {
-        submit(where, waiter{std::move(complete), nullptr, nullptr});
+        const time_point early = Clock::now();
+        slot* got = nullptr;
+        {
+            std::lock_guard lock(mutex_);
+            // A lease at once, told on this thread without the delivery queue; unless results
+            // decided earlier still wait there (they are told first).
+            if (deliveries_.empty() && !delivering_ &&
+                (got = core_.lease_idle(early, where)) != nullptr)
+                poke_timer(core_.next_deadline(*got, false));
+        }
+        if (got != nullptr)
+            complete({}, {}, got);
+        else
+            submit(where, waiter{std::move(complete), nullptr, nullptr});
     }
 
     /// A lease ends (pooled_connection).
