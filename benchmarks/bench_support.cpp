@@ -198,8 +198,7 @@ std::unique_ptr<raw_connection> connect_when_room(const connect_options& options
             return std::make_unique<raw_connection>(options);
         } catch (const std::runtime_error& e) {
             // Under TLS the refusal arrives as client error 2002 quoting the server's 1040.
-            if (attempt >= 50 ||
-                std::string_view(e.what()).find("Too many connections") == std::string_view::npos)
+            if (attempt >= 50 || !worth_retrying(e.what()))
                 throw;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -88,11 +88,19 @@ private:
     MYSQL* mysql_ = nullptr;
 };
 
-/// A raw_connection that waits (up to 5 s) while the server answers "Too many connections":
-/// sessions that a pool or an earlier run closed a moment ago may still count there.
+/// True for the connect errors a benchmark waits out: "Too many connections" (sessions that a
+/// pool or an earlier run closed a moment ago may still count on the server) and "Connection
+/// reset by peer" (64 TLS handshakes at once on a loaded machine can outlast the server's
+/// connect_timeout, and the server then drops them).
+inline bool worth_retrying(std::string_view message) noexcept {
+    return message.find("Too many connections") != std::string_view::npos ||
+           message.find("Connection reset by peer") != std::string_view::npos;
+}
+
+/// A raw_connection, tried again (for up to 5 s) while the error is worth_retrying().
 std::unique_ptr<raw_connection> connect_when_room(const connect_options& options);
 
-/// Runs `open` again (up to 5 s) while it throws "Too many connections", for the same reason.
+/// Runs `open` again (for up to 5 s) while it throws an error that is worth_retrying().
 template <class Open>
 void retry_when_full(Open&& open) {
     for (int attempt = 1;; ++attempt) {
@@ -100,8 +108,7 @@ void retry_when_full(Open&& open) {
             open();
             return;
         } catch (const std::exception& e) {
-            if (attempt >= 50 ||
-                std::string_view(e.what()).find("Too many connections") == std::string_view::npos)
+            if (attempt >= 50 || !worth_retrying(e.what()))
                 throw;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -12,7 +12,11 @@
 //                      over raw libmariadb sessions that keep the statement prepared and are
 //                      not reset on return: the pool's queueing apart from its session reset;
 //   connect_per_query  raw libmariadb: connect (TLS as the URL says) + prepare + execute + close
-//                      each time: what a pool saves.
+//                      each time: what a pool saves;
+//   soci_pooled        SOCI's soci::connection_pool of 16 (Debian libsoci-dev, its mysql
+//                      backend over libmariadb): lease a soci::session, `sql << "... :id",
+//                      use(id), into(...)`, give it back; built when CMake found SOCI
+//                      (soci_lookup.cpp), else left out with a note.
 // Queries per second are items_per_second. Each pool is open only during its own runs (opened
 // and warmed up before, closed after: Setup and Teardown), so that the raw connections have the
 // server to themselves; a thread count that needs more connections than the server allows (10
@@ -23,6 +27,10 @@
 #include <cloudmysql/pool.hpp>
 
 #include <fmt/format.h>
+
+#if CLOUDMYSQL_BENCH_HAVE_SOCI
+#include "soci_lookup.hpp"
+#endif
 
 #include <chrono>
 #include <cstdint>
@@ -168,6 +176,24 @@ void connect_per_query(benchmark::State& state) {
     }
 }
 
+#if CLOUDMYSQL_BENCH_HAVE_SOCI
+std::string soci_error; // why the SOCI pool could not be opened
+
+void open_soci_pool(const benchmark::State&) {
+    soci_error = bench::soci_baseline::open_pool(*config.server, bench::pool_size);
+}
+
+void close_soci_pool(const benchmark::State&) {
+    bench::soci_baseline::close_pool();
+}
+
+void soci_pooled(benchmark::State& state) {
+    if (!soci_error.empty())
+        return bench::fail(state, soci_error);
+    bench::soci_baseline::lookups(state, ids);
+}
+#endif
+
 constexpr int thread_counts[] = {1, 4, 16, 64};
 bench::server_facts server;
 
@@ -190,12 +216,14 @@ std::vector<bench::table_row> summarize(const bench::figures& f) {
         const double c = qps("connect_per_query", t);
         const double k = qps("pooled_kept_statement", t);
         const double y = qps("pooled_typed", t);
+        const double so = qps("soci_pooled", t);
         if (d == 0 && p == 0 && c == 0)
             continue;
         rows.push_back(
             {"pool_throughput", fmt::format("queries/s at {} thread(s)", t),
-             fmt::format("dedicated {}, pooled {}, connect_per_query {}", bench::format_rate(d),
-                         bench::format_rate(p), bench::format_rate(c)),
+             fmt::format("dedicated {}, pooled {}, SOCI pool {}, connect_per_query {}",
+                         bench::format_rate(d), bench::format_rate(p),
+                         so > 0 ? bench::format_rate(so) : "not run", bench::format_rate(c)),
              ""});
         if (y > 0)
             rows.push_back({"pool_throughput",
@@ -203,6 +231,10 @@ std::vector<bench::table_row> summarize(const bench::figures& f) {
                                         "query_as instead of execute",
                                         bench::format_rate(y), t),
                             ratio(y, d), ""});
+        if (so > 0)
+            rows.push_back({"pool_throughput",
+                            fmt::format("pooled / SOCI connection_pool, {} thread(s)", t),
+                            ratio(p, so), ">= 1.3"});
         if (k > 0)
             rows.push_back({"pool_throughput",
                             fmt::format("diagnostic: pooled_kept_statement ({} queries/s) / "
@@ -222,6 +254,10 @@ std::vector<bench::table_row> summarize(const bench::figures& f) {
                         fmt::format("pooled / connect_per_query, {} thread(s)", t), ratio(p, c),
                         ">= 30"});
     }
+#if !CLOUDMYSQL_BENCH_HAVE_SOCI
+    rows.push_back({"pool_throughput", "SOCI connection_pool",
+                    "left out: built without SOCI (Debian libsoci-dev)", ">= 1.3"});
+#endif
     return rows;
 }
 
@@ -266,6 +302,17 @@ int main(int argc, char** argv) {
             ->UseRealTime()
             ->Setup(open_kept_pool)
             ->Teardown(close_kept_pool);
+#if CLOUDMYSQL_BENCH_HAVE_SOCI
+    for (const int t : thread_counts)
+        benchmark::RegisterBenchmark("soci_pooled", soci_pooled)
+            ->Threads(t)
+            ->UseRealTime()
+            ->Setup(open_soci_pool)
+            ->Teardown(close_soci_pool);
+#else
+    fmt::print(stderr, "soci_pooled left out: this build found no SOCI (Debian: libsoci-dev; "
+                       "CMake option CLOUDMYSQL_BENCH_SOCI)\n");
+#endif
     for (const int t : thread_counts)
         if (fits(t))
             benchmark::RegisterBenchmark("connect_per_query", connect_per_query)

@@ -273,11 +273,19 @@ deployment_check idle_below_wait_timeout(const deployment& d, std::optional<std:
         return c;
     }
     c.result = outcome::fail;
+    // idle_timeout never closes the min_idle connections: only the keepalive bounds them.
+    const std::string lower =
+        d.min_idle > 0 ? fmt::format("lower keepalive_interval below wait_timeout {} (idle_timeout "
+                                     "does not close the min_idle connections), or set min_idle "
+                                     "to 0",
+                                     *wait)
+                       : fmt::format("lower keepalive_interval or idle_timeout below "
+                                     "wait_timeout {}",
+                                     *wait);
     c.reason =
         fmt::format("{}, not below wait_timeout {} s: the server drops idle sessions the "
-                    "pool still holds; lower keepalive_interval or idle_timeout below "
-                    "wait_timeout {}{}",
-                    idle, *wait, *wait, silence.count() == 0 ? "" : ", or raise wait_timeout");
+                    "pool still holds; {}{}",
+                    idle, *wait, lower, silence.count() == 0 ? "" : ", or raise wait_timeout");
     return c;
 }
 

@@ -43,7 +43,7 @@ struct settings {
     std::string password_command;
     bool json = false;
     std::optional<std::uint64_t> instances, pool_size, max_lifetime, idle_timeout,
-        keepalive_interval, reserve;
+        keepalive_interval, min_idle, reserve;
 };
 
 void declare(command_line& cl, settings& s) {
@@ -64,6 +64,10 @@ void declare(command_line& cl, settings& s) {
               "how often the pools ping idle connections (default 120; 0: off); this or "
               "--idle-timeout must be below the server's wait_timeout",
               "SECONDS");
+    cl.number("--min-idle", s.min_idle, 0, 10000,
+              "connections each pool keeps open however long they are idle (default 0); with "
+              "more than 0, only --keepalive-interval bounds their silence",
+              "N");
     cl.number("--max-lifetime", s.max_lifetime, 0, 604800,
               "the pools' max_lifetime (default 1800; 0: no limit); shown only: wait_timeout "
               "limits idle time, not a connection's age",
@@ -78,9 +82,13 @@ void check(const command_line& cl, settings& s) {
     s.url_given = cl.given("--url");
     if (s.instances.has_value() != s.pool_size.has_value())
         throw usage_error("a verdict needs both --instances and --pool-size");
-    if (!s.instances && (s.max_lifetime || s.idle_timeout || s.keepalive_interval || s.reserve))
-        throw usage_error("--idle-timeout, --keepalive-interval, --max-lifetime and --reserve go "
-                          "with --instances and --pool-size");
+    if (!s.instances &&
+        (s.max_lifetime || s.idle_timeout || s.keepalive_interval || s.min_idle || s.reserve))
+        throw usage_error("--idle-timeout, --keepalive-interval, --min-idle, --max-lifetime and "
+                          "--reserve go with --instances and --pool-size");
+    if (s.min_idle && s.pool_size && *s.min_idle > *s.pool_size)
+        throw usage_error(
+            "--min-idle is above --pool-size: a pool keeps at most its max_size open");
 }
 
 cloudmysql::connect_options target_of(const settings& cl) {
@@ -105,6 +113,8 @@ cloudmysql::deployment deployment_of(const settings& cl) {
         d.idle_timeout = std::chrono::seconds(*cl.idle_timeout);
     if (cl.keepalive_interval)
         d.keepalive_interval = std::chrono::seconds(*cl.keepalive_interval);
+    if (cl.min_idle)
+        d.min_idle = static_cast<std::size_t>(*cl.min_idle);
     if (cl.reserve)
         d.reserve = static_cast<std::size_t>(*cl.reserve);
     return d;
@@ -172,6 +182,7 @@ std::string with_flags(std::string reason) {
         {"pool_size", "--pool-size"},
         {"idle_timeout", "--idle-timeout"},
         {"keepalive_interval", "--keepalive-interval"},
+        {"min_idle", "--min-idle"},
         {"max_lifetime", "--max-lifetime"}};
     const auto advice = reason.rfind(": "); // "the numbers: what to do"
     if (advice == std::string::npos)
@@ -185,10 +196,12 @@ std::string with_flags(std::string reason) {
 
 void print_verdict(const cloudmysql::deployment& d, const cloudmysql::deployment_verdict& v) {
     fmt::print("\ndeployment: {} instances × pool of {}, {} reserved, idle_timeout {}, "
-               "keepalive_interval {}, max_lifetime {}\n",
+               "keepalive_interval {}{}, max_lifetime {}\n",
                d.instances, d.pool_size, d.reserve,
                seconds_or(d.idle_timeout, "none (kept forever)"),
-               seconds_or(d.keepalive_interval, "none (off)"), seconds_or(d.max_lifetime, "none"));
+               seconds_or(d.keepalive_interval, "none (off)"),
+               d.min_idle > 0 ? fmt::format(", min_idle {}", d.min_idle) : std::string(),
+               seconds_or(d.max_lifetime, "none"));
     for (const auto& c : v.checks)
         fmt::print("  {:<8} {:<21} {}\n", to_string(c.result), c.name,
                    c.result == cloudmysql::deployment_check::outcome::fail ? with_flags(c.reason)
@@ -225,10 +238,10 @@ std::string verdict_json(const cloudmysql::deployment& d, const cloudmysql::depl
                                      json_string(c.reason)));
     return fmt::format(R"("deployment":{{"instances":{},"pool_size":{},"reserve":{},)"
                        R"("max_lifetime_ms":{},"idle_timeout_ms":{},"keepalive_interval_ms":{},)"
-                       R"("checks":[{}],"passed":{}}})",
+                       R"("min_idle":{},"checks":[{}],"passed":{}}})",
                        d.instances, d.pool_size, d.reserve, d.max_lifetime.count(),
-                       d.idle_timeout.count(), d.keepalive_interval.count(), fmt::join(checks, ","),
-                       v.passed());
+                       d.idle_timeout.count(), d.keepalive_interval.count(), d.min_idle,
+                       fmt::join(checks, ","), v.passed());
 }
 
 // On stderr for people (with `hint` on a line of its own); with --json, also a JSON object on

@@ -11,28 +11,12 @@
 #include <tuple>
 
 using namespace cloudmysql;
+using cloudmysql::test::contains;
 using cloudmysql::test::plain_server_options;
 using cloudmysql::test::sandbox_dir;
 using cloudmysql::test::server_options;
 using cloudmysql::test::tcp_forwarder;
-
-namespace {
-
-bool contains(const std::string& text, std::string_view part) {
-    return text.find(part) != std::string::npos;
-}
-
-// Connects with the error_code form; returns the error and the diagnostics.
-std::pair<error_code, diagnostics> try_connect(const connect_options& opts) {
-    connection conn;
-    error_code ec;
-    diagnostics diag;
-    conn.connect(opts, ec, diag);
-    CHECK(conn.is_open() == !ec);
-    return {ec, diag};
-}
-
-} // namespace
+using cloudmysql::test::try_connect;
 
 TEST_CASE("every TLS mode that the server accepts gives the protection it names") {
     const connect_options base = server_options();

@@ -28,24 +28,13 @@
 
 using namespace cloudmysql;
 using namespace std::chrono_literals;
+using cloudmysql::test::contains;
 using cloudmysql::test::plain_server_options;
 using cloudmysql::test::server_options;
 using cloudmysql::test::tcp_forwarder;
+using cloudmysql::test::try_connect;
 
 namespace {
-
-bool contains(const std::string& text, std::string_view part) {
-    return text.find(part) != std::string::npos;
-}
-
-std::pair<error_code, diagnostics> try_connect(const connect_options& opts) {
-    connection conn;
-    error_code ec;
-    diagnostics diag;
-    conn.connect(opts, ec, diag);
-    CHECK(conn.is_open() == !ec);
-    return {ec, diag};
-}
 
 // A directory of the test's own, removed at the end, with the app user's password in a file
 // that the token commands print.

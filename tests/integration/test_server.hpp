@@ -14,7 +14,9 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unistd.h>
+#include <utility>
 
 namespace cloudmysql::test {
 
@@ -100,5 +102,20 @@ private:
     connect_options options_;
     std::string name_;
 };
+
+/// Whether `text` contains `part` (for checking what messages say).
+inline bool contains(const std::string& text, std::string_view part) {
+    return text.find(part) != std::string::npos;
+}
+
+/// Connects with the error_code form; returns the error and the diagnostics.
+inline std::pair<error_code, diagnostics> try_connect(const connect_options& opts) {
+    connection conn;
+    error_code ec;
+    diagnostics diag;
+    conn.connect(opts, ec, diag);
+    CHECK(conn.is_open() == !ec);
+    return {ec, diag};
+}
 
 } // namespace cloudmysql::test

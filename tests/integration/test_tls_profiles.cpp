@@ -20,14 +20,11 @@
 #include <vector>
 
 using namespace cloudmysql;
+using cloudmysql::test::contains;
 using cloudmysql::test::own_sandbox;
 using cloudmysql::test::tcp_forwarder;
 
 namespace {
-
-bool contains(const std::string& text, std::string_view part) {
-    return text.find(part) != std::string::npos;
-}
 
 // Both servers start on first use and stop when the program ends.
 own_sandbox& azure_server() {

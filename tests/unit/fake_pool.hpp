@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <cloudmysql/basic_pool.hpp>
+#include <cloudmysql/detail/manual_driver.hpp>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/io_context.hpp>
@@ -83,6 +84,9 @@ struct fake_connection {
     /// What connection::needs_reset() would say: a test clears it as if the holder had run
     /// only plain SELECTs; reset() leaves it as it is.
     bool needs_reset = true;
+    /// Something a holder left in the session (a test sets it); reset() clears it, and the
+    /// pool must never hand it to the next holder.
+    int session_state = 0;
 };
 
 struct fake_connector {
@@ -120,6 +124,8 @@ struct fake_connector {
         ++server->resets;
         wait_while_silent(lock, c);
         check(c, ec, diag);
+        if (!ec)
+            c.session_state = 0;
     }
     /// What connection::interrupt() does: the blocked ping or reset returns, the session lost.
     void interrupt(const fake_connection& c) const noexcept {
@@ -167,7 +173,7 @@ struct pool_harness {
 
     explicit pool_harness(pool_options options)
             : server(std::make_shared<fake_server>()),
-              pool(with_seed(std::move(options)), fake_connector{server}, manual_drive) {}
+              pool(with_seed(std::move(options)), fake_connector{server}, detail::manual_drive) {}
 
     static pool_options with_seed(pool_options o) {
         if (!o.random_seed)
@@ -194,10 +200,16 @@ struct pool_harness {
         return ref;
     }
 
+    /// The pool's work, run by hand (detail::manual_driver).
+    std::size_t poll() { return detail::manual_driver(pool).poll(); }
+    bool run_one_job() { return detail::manual_driver(pool).run_one_job(); }
+    void run_timers() { detail::manual_driver(pool).run_timers(); }
+    std::size_t queued_jobs() { return detail::manual_driver(pool).queued_jobs(); }
+
     /// Runs jobs, timers and completions until nothing is left to do at this moment.
     void settle() {
         for (;;) {
-            const std::size_t jobs = pool.poll();
+            const std::size_t jobs = poll();
             io.restart();
             const std::size_t handlers = io.poll();
             if (jobs == 0 && handlers == 0)

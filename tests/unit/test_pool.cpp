@@ -105,7 +105,7 @@ TEST_CASE("a connection whose session holds nothing is not reset and is availabl
     auto again = h.pool.try_acquire();
     REQUIRE(again.has_value());
     CHECK((*again)->id == id);
-    CHECK(h.pool.poll() == 0);
+    CHECK(h.poll() == 0);
     CHECK(h.server->resets == 0);
 
     // Once it may hold something, it is reset on return and idle only after that.
@@ -577,15 +577,15 @@ TEST_CASE("a check the server does not answer is abandoned after check_timeout, 
     // own as it would on a pool thread.
     h.server->silent = true;
     first.conn.release();
-    REQUIRE(h.pool.queued_jobs() == 1);
-    std::thread pool_thread([&] { h.pool.run_one_job(); });
+    REQUIRE(h.queued_jobs() == 1);
+    std::thread pool_thread([&] { h.run_one_job(); });
     auto& waiter = h.acquire();
     h.deliver();
 
     // The waiter's deadline comes first: it hears that the server does not answer, not that
     // the pool is exhausted or leaking.
     fake_clock::advance(1500ms);
-    h.pool.run_timers();
+    h.run_timers();
     h.deliver();
     REQUIRE(waiter.done);
     CHECK(waiter.ec == client_errc::pool_exhausted);
@@ -597,7 +597,7 @@ TEST_CASE("a check the server does not answer is abandoned after check_timeout, 
 
     // At check_timeout the pool interrupts the reset; the connection is closed, not reused.
     fake_clock::advance(500ms);
-    h.pool.run_timers();
+    h.run_timers();
     pool_thread.join();
     CHECK(h.server->interrupted.count(1) == 1);
     CHECK(h.pool.metrics().closed[static_cast<std::size_t>(close_reason::unanswered)] == 1);
@@ -702,11 +702,11 @@ TEST_CASE("warm_up opens min_idle connections, max_connecting at a time") {
     o.min_idle = 5;
     o.max_connecting = 2;
     pool_harness h(o);
-    h.pool.run_timers(); // the pool starts filling on its own
+    h.run_timers(); // the pool starts filling on its own
     CHECK(h.pool.metrics().opening == 2);
-    CHECK(h.pool.queued_jobs() == 2);
+    CHECK(h.queued_jobs() == 2);
     std::size_t most_opening = 0;
-    while (h.pool.run_one_job())
+    while (h.run_one_job())
         most_opening = std::max(most_opening, h.pool.metrics().opening);
     CHECK(most_opening <= 2);
     CHECK(h.pool.metrics().idle == 5);

@@ -43,8 +43,9 @@ run_summary random_run(std::uint64_t seed, int steps) {
     std::mt19937_64 rng(seed);
     auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<std::uint64_t>(n)); };
 
-    std::vector<pool_harness::request*> held; // granted and not yet given back
-    std::set<std::uint64_t> resolved;         // tickets completed, granted or failed
+    std::vector<pool_harness::request*> held;          // granted and not yet given back
+    std::set<std::uint64_t> resolved;                  // tickets completed, granted or failed
+    std::vector<manual_pool::pooled_connection> taken; // by try_acquire (the fast path)
     run_summary summary;
 
     std::size_t first_waiting = 0; // the oldest request not yet completed
@@ -65,8 +66,10 @@ run_summary random_run(std::uint64_t seed, int steps) {
             REQUIRE(r->conn.valid());
             // First come, first served: nobody who asked earlier is still waiting.
             CHECK(r->ticket < first_waiting);
-            // No dead or closed connection is ever handed out.
+            // No dead or closed connection is ever handed out, nor one with what an earlier
+            // holder left in its session.
             CHECK(h.server->state_of(r->conn->id) == fake_server::conn_state::open);
+            CHECK(r->conn->session_state == 0);
             held.push_back(r.get());
         }
     };
@@ -75,19 +78,29 @@ run_summary random_run(std::uint64_t seed, int steps) {
         // The cap: connections the server sees, plus connects in flight.
         CHECK(static_cast<std::size_t>(h.server->open_count()) + m.opening <= o.max_size);
         CHECK(h.server->peak_open <= static_cast<int>(o.max_size));
-        // No leased connection is closed under its holder.
-        for (auto* r : held)
+        // No leased connection is closed under its holder, nor leased twice.
+        std::set<int> leased_ids;
+        for (auto* r : held) {
             CHECK(h.server->state_of(r->conn->id) != fake_server::conn_state::closed);
+            CHECK(leased_ids.insert(r->conn->id).second);
+        }
+        for (auto& c : taken) {
+            CHECK(h.server->state_of(c->id) != fake_server::conn_state::closed);
+            CHECK(leased_ids.insert(c->id).second);
+        }
+        CHECK(m.in_use >= leased_ids.size()); // more: granted, not yet delivered
         CHECK(m.opening <= o.max_connecting);
     };
 
     for (int step = 0; step < steps; ++step) {
-        switch (pick(10)) {
+        switch (pick(12)) {
         case 0:
             h.acquire();
             break;
         case 1: // a release more often than an acquire, so that the pool is not always full
             if (!held.empty()) {
+                held.front()->conn->session_state = 1;  // the holder left something...
+                held.front()->conn->needs_reset = true; // ...and the connection knows
                 held.front()->conn.release();
                 held.erase(held.begin());
             }
@@ -95,6 +108,8 @@ run_summary random_run(std::uint64_t seed, int steps) {
         case 2:
             if (!held.empty()) {
                 const auto i = static_cast<std::size_t>(pick(static_cast<int>(held.size())));
+                held[i]->conn->session_state = 1;
+                held[i]->conn->needs_reset = true;
                 held[i]->conn.release();
                 held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
             }
@@ -126,6 +141,8 @@ run_summary random_run(std::uint64_t seed, int steps) {
                 std::set<int> held_ids;
                 for (auto* r : held)
                     held_ids.insert(r->conn->id);
+                for (auto& c : taken)
+                    held_ids.insert(c->id);
                 for (int id = 1; id <= h.server->next_id; ++id)
                     if (held_ids.count(id) == 0)
                         h.server->kill(id);
@@ -136,13 +153,34 @@ run_summary random_run(std::uint64_t seed, int steps) {
             fake_clock::advance(std::chrono::milliseconds(pick(400)));
             break;
         case 7:
-            h.pool.run_one_job();
+            h.run_one_job();
             break;
         case 8:
-            h.pool.run_timers();
+            h.run_timers();
             break;
         case 9:
             h.deliver();
+            break;
+        case 10: { // the fast path: a lease at once, never past a waiting request
+            const bool others_wait = h.pool.metrics().pending_requests > 0;
+            if (auto c = h.pool.try_acquire()) {
+                CHECK_FALSE(others_wait);
+                CHECK(h.server->state_of((*c)->id) == fake_server::conn_state::open);
+                CHECK((*c)->session_state == 0);
+                taken.push_back(std::move(*c));
+            }
+            break;
+        }
+        case 11: // a clean return (the session holds nothing: no reset), of either kind
+            if (!taken.empty() && pick(2) == 0) {
+                taken.back()->needs_reset = false;
+                taken.pop_back();
+            } else if (!held.empty()) {
+                const auto i = static_cast<std::size_t>(pick(static_cast<int>(held.size())));
+                held[i]->conn->needs_reset = false;
+                held[i]->conn.release();
+                held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
+            }
             break;
         }
         collect();
@@ -155,6 +193,7 @@ run_summary random_run(std::uint64_t seed, int steps) {
     for (auto* r : held)
         r->conn.release();
     held.clear();
+    taken.clear();
     h.pool.close();
     h.settle();
     CHECK(h.server->open_count() == 0);
