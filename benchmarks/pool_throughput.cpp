@@ -6,6 +6,8 @@
 //                      statement prepared in the session, and the pool does not reset a
 //                      session that ran only a plain SELECT (connection::needs_reset()), so
 //                      after the first lease of each connection this is one round trip;
+//   pooled_typed       the same lookup through the typed read path: query_as<std::tuple<...>>
+//                      decodes the row straight into C++ types (no result, no value variant);
 //   pooled_kept_statement  a diagnostic, not a cloudmysql API: basic_pool (the same template)
 //                      over raw libmariadb sessions that keep the statement prepared and are
 //                      not reset on return: the pool's queueing apart from its session reset;
@@ -30,8 +32,13 @@
 #include "soci_lookup.hpp"
 #endif
 
+#include <chrono>
+#include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
 
 namespace {
 
@@ -65,6 +72,25 @@ void pooled(benchmark::State& state) {
         for (auto _ : state) {
             auto conn = shared_pool->acquire();
             benchmark::DoNotOptimize(conn->execute(bench::lookup_sql, pick.next()).size());
+        }
+        state.SetItemsProcessed(state.iterations());
+    } catch (const std::exception& e) {
+        bench::fail(state, e.what());
+    }
+}
+
+// The lookup's row as the typed path decodes it.
+using patient_row = std::tuple<std::int64_t, std::string, std::string, std::chrono::year_month_day,
+                               std::string, std::optional<std::string>>;
+
+void pooled_typed(benchmark::State& state) {
+    if (!shared_pool)
+        return bench::fail(state, setup_error);
+    try {
+        bench::id_picker pick(ids, static_cast<std::uint64_t>(state.thread_index()) + 1);
+        for (auto _ : state) {
+            auto conn = shared_pool->acquire();
+            benchmark::DoNotOptimize(conn->query_as<patient_row>(bench::lookup_sql, pick.next()));
         }
         state.SetItemsProcessed(state.iterations());
     } catch (const std::exception& e) {
@@ -189,6 +215,7 @@ std::vector<bench::table_row> summarize(const bench::figures& f) {
         const double p = qps("pooled", t);
         const double c = qps("connect_per_query", t);
         const double k = qps("pooled_kept_statement", t);
+        const double y = qps("pooled_typed", t);
         const double so = qps("soci_pooled", t);
         if (d == 0 && p == 0 && c == 0)
             continue;
@@ -198,6 +225,12 @@ std::vector<bench::table_row> summarize(const bench::figures& f) {
                          bench::format_rate(d), bench::format_rate(p),
                          so > 0 ? bench::format_rate(so) : "not run", bench::format_rate(c)),
              ""});
+        if (y > 0)
+            rows.push_back({"pool_throughput",
+                            fmt::format("pooled_typed ({} queries/s) / dedicated, {} thread(s): "
+                                        "query_as instead of execute",
+                                        bench::format_rate(y), t),
+                            ratio(y, d), ""});
         if (so > 0)
             rows.push_back({"pool_throughput",
                             fmt::format("pooled / SOCI connection_pool, {} thread(s)", t),
@@ -253,6 +286,12 @@ int main(int argc, char** argv) {
     }
     for (const int t : thread_counts)
         benchmark::RegisterBenchmark("pooled", pooled)
+            ->Threads(t)
+            ->UseRealTime()
+            ->Setup(open_pool)
+            ->Teardown(close_pool);
+    for (const int t : thread_counts)
+        benchmark::RegisterBenchmark("pooled_typed", pooled_typed)
             ->Threads(t)
             ->UseRealTime()
             ->Setup(open_pool)

@@ -1018,12 +1018,12 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
     return r;
 }
 
-result connection::execute_span(std::string_view sql, std::span<const param> params, error_code& ec,
-                                diagnostics& diag) {
-    ec.clear();
-    diag.clear();
-    if (!check_open(impl_.get(), "execute", ec, diag))
-        return {};
+// Runs sql with params through the session's statement cache (prepared on first use), then
+// consume(statement::impl&, ec, diag) reads the result. Keeps the cache and the session's
+// "needs reset" judgement right on every way out, a throwing consume included.
+template <class Consume>
+void connection::run_cached(std::string_view sql, std::span<const param> params, error_code& ec,
+                            diagnostics& diag, Consume&& consume) {
     auto& cache = impl_->statements;
     // libmariadb follows the default database (USE, mysql_select_db, the server's schema
     // tracking, which connect() turns on).
@@ -1040,7 +1040,7 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
             statement stmt = prepare_statement(*impl_, sql, ec, diag);
             if (ec) {
                 impl_->dirty = true;
-                return {};
+                return;
             }
             if (cache.size() >= impl::statement_cache_size)
                 cache.clear();
@@ -1050,16 +1050,24 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
         const bool plain = it->second.plain_select;
         if (!plain)
             impl_->dirty = true;
-        result r = it->second.stmt.execute_span(params, ec, diag);
-        if (!ec) {
+        statement::impl& s = *it->second.stmt.impl_;
+        const detail::fault_watch watch(impl_->fault, diag);
+        if (detail::execute_prepared(s, params, ec, diag)) {
+            try {
+                consume(s, ec, diag);
+            } catch (...) {
+                impl_->dirty = true; // what the statement left is unknown: reset to be sure
+                throw;
+            }
             note_session_after_execute(*impl_);
-            return r;
+            if (!ec || ec.category() == client_category())
+                return; // the statement ran; our own reading error leaves it reusable
         }
         impl_->dirty = true; // the error stays readable with SHOW ERRORS
         // A statement that failed is prepared afresh next time rather than trusted again.
         cache.erase(it);
         if (ec.value() != CR_NEW_STMT_METADATA || ec.category() != mysql_category())
-            return r;
+            return;
         // The result's columns changed since the statement was prepared (ALTER TABLE under a
         // SELECT *). libmariadb refuses the result after the server ran the statement, so
         // only a statement that changes nothing may simply run again.
@@ -1075,8 +1083,36 @@ result connection::execute_span(std::string_view sql, std::span<const param> par
                                        "effect before running it again",
                                        detail::excerpt(sql)),
                            {}, {}, diag.error_class());
-        return r;
+        return;
     }
+}
+
+result connection::execute_span(std::string_view sql, std::span<const param> params, error_code& ec,
+                                diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    if (!check_open(impl_.get(), "execute", ec, diag))
+        return {};
+    result r;
+    run_cached(sql, params, ec, diag, [&](statement::impl& s, error_code& e, diagnostics& d) {
+        r = detail::buffer_result(s, e, d);
+    });
+    if (ec)
+        return {};
+    return r;
+}
+
+void connection::read_rows(std::string_view sql, std::span<const param> params,
+                           const detail::row_reader& reader, error_code& ec, diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    if (!check_open(impl_.get(), reader.keep_text ? "query_as" : "for_each_as", ec, diag))
+        return;
+    if (reader.keep_text) // the views the previous query_as() returned end here, as documented
+        impl_->arena.clear();
+    run_cached(sql, params, ec, diag, [&](statement::impl& s, error_code& e, diagnostics& d) {
+        detail::read_typed(s, reader, impl_->arena, e, d);
+    });
 }
 
 statement connection::prepare(std::string_view sql) {

@@ -6,6 +6,7 @@
 #include <cloudmysql/param.hpp>
 #include <cloudmysql/result.hpp>
 #include <cloudmysql/statement.hpp>
+#include <cloudmysql/typed_row.hpp>
 
 #include <array>
 #include <cstdint>
@@ -14,6 +15,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace cloudmysql {
 
@@ -66,6 +70,79 @@ public:
     result execute_span(std::string_view sql, std::span<const param> params);
     result execute_span(std::string_view sql, std::span<const param> params, error_code& ec,
                         diagnostics& diag);
+
+    /// Runs a SELECT as execute() does (prepared once per session, parameters bound) and
+    /// decodes its rows straight into Row, a typed_row: std::tuple<F...>, a struct with a
+    /// row_mapping, or one field type for a one-column result. The result's columns are
+    /// checked against Row's fields once per cached statement (again only when the server
+    /// reports new metadata): a different column count, or a column type a field cannot hold,
+    /// fails with client_errc::type_mismatch naming the column, what Row expected and what
+    /// the server sent; a NULL read into a field that is not std::optional fails with
+    /// client_errc::field_is_null, a zero date with value_out_of_range. No rows is an empty
+    /// vector; a statement that returns no result set (INSERT...) fails: use execute().
+    /// std::string fields own their text; std::string_view fields view storage the connection
+    /// keeps until its next call (any member function, or its return to a pool): copy what
+    /// must live longer. Keeps the session clean for a pool as execute() does.
+    template <typed_row Row, class... Params>
+    std::vector<Row> query_as(std::string_view sql, const Params&... params) {
+        const std::array<param, sizeof...(Params)> bound{param(params)...};
+        error_code ec;
+        diagnostics diag;
+        auto rows = query_as_span<Row>(sql, bound, ec, diag);
+        throw_on_error(ec, diag);
+        return rows;
+    }
+    /// query_as() with the parameters as a span, reporting errors through ec and diag.
+    template <typed_row Row>
+    std::vector<Row> query_as_span(std::string_view sql, std::span<const param> params,
+                                   error_code& ec, diagnostics& diag) {
+        std::vector<Row> rows;
+        read_rows(sql, params, make_reader<Row>(true, &rows, &collect_row<Row>), ec, diag);
+        if (ec)
+            rows.clear();
+        return rows;
+    }
+
+    /// Runs a SELECT as query_as() does and calls on_row(const Row&) for each row as it is
+    /// decoded, into one Row reused from row to row: no vector, and string_view fields view
+    /// the fetch buffers, valid only during that call. on_row must not use this connection;
+    /// an exception from it stops the read (the rest of the result is discarded) and
+    /// propagates. Returns the number of rows read.
+    template <typed_row Row, row_callback<Row> OnRow, class... Params>
+    std::size_t for_each_as(std::string_view sql, OnRow&& on_row, const Params&... params) {
+        const std::array<param, sizeof...(Params)> bound{param(params)...};
+        error_code ec;
+        diagnostics diag;
+        const std::size_t n = for_each_as_span<Row>(sql, bound, on_row, ec, diag);
+        throw_on_error(ec, diag);
+        return n;
+    }
+    /// for_each_as() with the parameters as a span, reporting errors through ec and diag (an
+    /// exception from on_row still propagates). Rows handed to on_row before an error stay
+    /// handed.
+    template <typed_row Row, row_callback<Row> OnRow>
+    std::size_t for_each_as_span(std::string_view sql, std::span<const param> params,
+                                 OnRow&& on_row, error_code& ec, diagnostics& diag) {
+        struct state {
+            std::remove_reference_t<OnRow>* on_row;
+            Row row{};
+            std::size_t count = 0;
+        } st{std::addressof(on_row)};
+        read_rows(sql, params,
+                  make_reader<Row>(false, &st,
+                                   [](void* ctx, const detail::fetched_row& r) {
+                                       auto& s = *static_cast<state*>(ctx);
+                                       const auto status =
+                                           detail::row_traits<Row>::read(r, s.row, false);
+                                       if (status.why == detail::decode_failure::none) {
+                                           (*s.on_row)(std::as_const(s.row));
+                                           ++s.count;
+                                       }
+                                       return status;
+                                   }),
+                  ec, diag);
+        return st.count;
+    }
 
     /// Prepares a statement for repeated execution.
     statement prepare(std::string_view sql);
@@ -125,6 +202,40 @@ public:
     struct impl;
 
 private:
+    template <class Row>
+    static detail::row_reader
+    make_reader(bool keep_text, void* context,
+                detail::decode_status (*on_row)(void*, const detail::fetched_row&)) {
+        detail::row_reader r;
+        r.fields = detail::row_traits<Row>::fields;
+        r.row_type = &detail::row_type_id<Row>;
+        r.keep_text = keep_text;
+        r.context = context;
+        r.on_start = [](void*, std::uint64_t) {};
+        r.on_row = on_row;
+        if (keep_text) // query_as: the context is the vector
+            r.on_start = [](void* ctx, std::uint64_t n) {
+                static_cast<std::vector<Row>*>(ctx)->reserve(static_cast<std::size_t>(n));
+            };
+        return r;
+    }
+    template <class Row>
+    static detail::decode_status collect_row(void* ctx, const detail::fetched_row& r) {
+        auto& rows = *static_cast<std::vector<Row>*>(ctx);
+        rows.emplace_back();
+        const auto status = detail::row_traits<Row>::read(r, rows.back(), true);
+        if (status.why != detail::decode_failure::none)
+            rows.pop_back();
+        return status;
+    }
+    /// The typed path's compiled core (src/connection.cpp): runs sql through the statement
+    /// cache, checks the columns against reader.fields and hands each row to reader.on_row.
+    void read_rows(std::string_view sql, std::span<const param> params,
+                   const detail::row_reader& reader, error_code& ec, diagnostics& diag);
+    template <class Consume>
+    void run_cached(std::string_view sql, std::span<const param> params, error_code& ec,
+                    diagnostics& diag, Consume&& consume);
+
     static statement prepare_statement(impl& conn, std::string_view sql, error_code& ec,
                                        diagnostics& diag);
     std::unique_ptr<impl> impl_;
